@@ -1,0 +1,348 @@
+"""What the three pages share: the cached model, sidebars, history rendering and the event renderer.
+
+UI layer only: everything here reads widgets, calls the `composite` library and renders its events.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from composite import events as ev
+from composite.agent import Agent, Decision, pending_call
+from composite.errors import CompositeError
+from composite.messages import Message, SamplingParams
+from composite.prompts import system_prompt
+from composite.runtime import load_model, resolve_model_path
+
+TITLES = {"chat": "💬 Chat", "tool": "🛠️ Tool", "code": "🧑‍💻 Code Interpreter"}
+STREAM_INTERVAL = 0.05  # seconds between placeholder updates while streaming
+
+
+# -- the model: one per process, shared by every page and session -----------------------------------
+@st.cache_resource(show_spinner=False, max_entries=1)
+def _cached_runtime(path: str | None, device: str, dtype: str, quantize: int | None):
+    return load_model(path, device=device, dtype=dtype, quantize=quantize)
+
+
+def model_sidebar():
+    """Model path and precision controls plus the model facts; returns the runtime or None."""
+    state = st.session_state
+    state.setdefault("model_path", resolve_model_path(None) or "")
+    with st.sidebar.expander("Model", expanded=False):
+        st.text_input("Model path (empty: embedded model)", key="model_path", help="Also set by MODEL_PATH.")
+        st.selectbox("Device", ["auto", "cuda", "mps", "cpu"], key="model_device")
+        st.selectbox("Precision", ["auto", "float16", "bfloat16", "float32"], key="model_dtype")
+        st.selectbox("Quantize (CUDA)", [None, 4, 8], key="model_quantize", format_func=lambda q: q and f"{q}-bit" or "off")
+    path = state.model_path.strip() or None
+    try:
+        with st.spinner(f"Loading {path or 'the embedded model'}…"):
+            runtime = _cached_runtime(path, state.model_device, state.model_dtype, state.model_quantize)
+    except CompositeError as exc:
+        st.error(f"Model not loaded: {exc}")
+        return None
+    info = runtime.info
+    st.sidebar.caption(
+        f"**{info.name}** · {info.parameters / 1e6:,.1f} M params · {info.device} {info.dtype}"
+        f"{f' · {info.quantize}-bit' if info.quantize else ''} · context {info.context_length} · "
+        f"dialect `{info.dialect}`"
+    )
+    return runtime
+
+
+def sampling_sidebar(mode: str, context_length: int = 8192) -> SamplingParams:
+    """Sampling controls, keyed per mode so moving one never touches a history."""
+    with st.sidebar.expander("Sampling", expanded=True):
+        top_p = st.slider("top_p", 0.01, 1.0, 0.8, 0.01, key=f"{mode}_top_p")
+        temperature = st.slider("temperature (0 = greedy)", 0.0, 2.0, 0.8 if mode == "chat" else 0.2, 0.05,
+                                key=f"{mode}_temperature")
+        repetition = st.slider("repetition_penalty", 0.5, 2.0, 1.0, 0.05, key=f"{mode}_repetition")
+        max_length = st.number_input("max_length (prompt + answer)", 64, max(64, context_length),
+                                     min(8192, context_length), 64, key=f"{mode}_max_length")
+        max_new = st.number_input("max_new_tokens", 1, 32768, 512, 16, key=f"{mode}_max_new")
+        seed = st.number_input("seed (-1 = random)", -1, 2**31 - 1, -1, 1, key=f"{mode}_seed")
+    return SamplingParams(
+        max_new_tokens=int(max_new),
+        max_length=int(max_length),
+        temperature=float(temperature),
+        top_p=float(top_p),
+        repetition_penalty=float(repetition),
+        seed=None if seed < 0 else int(seed),
+    )
+
+
+# -- per-mode, per-session history -----------------------------------------------------------------
+def history(mode: str) -> list[Message]:
+    """This session's history for a mode; index 0 is the (editable) system message."""
+    key = f"{mode}_history"
+    if key not in st.session_state:
+        st.session_state[key] = [Message("system", system_prompt(mode))]
+    return st.session_state[key]
+
+
+def system_sidebar(mode: str) -> None:
+    msgs = history(mode)
+    with st.sidebar.expander("System prompt", expanded=False):
+        text = st.text_area("System prompt", msgs[0].content, key=f"{mode}_system", height=120)
+        if st.button("Reset to default", key=f"{mode}_system_reset"):
+            text = system_prompt(mode)
+            st.session_state.pop(f"{mode}_system", None)
+    if text != msgs[0].content:
+        msgs[0] = Message("system", text)
+
+
+def _to_markdown(msgs: list[Message]) -> str:
+    parts = []
+    for m in msgs:
+        label = m.role + (f" ({m.metadata})" if m.metadata else "")
+        parts.append(f"### {label}\n\n{m.content}\n")
+    return "\n".join(parts)
+
+
+def conversation_sidebar(mode: str) -> None:
+    """Clear, retry, export (JSON / Markdown) and import of this mode's conversation."""
+    msgs = history(mode)
+    col1, col2 = st.sidebar.columns(2)
+    if col1.button("🧹 Clear", key=f"{mode}_clear", use_container_width=True):
+        del msgs[1:]
+        st.session_state.pop(f"{mode}_partial", None)
+        st.session_state.pop(f"{mode}_decision", None)
+    if col2.button("🔁 Retry", key=f"{mode}_retry", use_container_width=True, help="Regenerate the last answer"):
+        last_user = max((i for i, m in enumerate(msgs) if m.role == "user"), default=None)
+        if last_user is not None:
+            del msgs[last_user + 1 :]
+            st.session_state[f"{mode}_run"] = True
+    data = [m.to_dict() for m in msgs]
+    st.sidebar.download_button("⬇️ Export JSON", json.dumps(data, ensure_ascii=False, indent=2), f"{mode}-conversation.json",
+                               "application/json", key=f"{mode}_export_json", use_container_width=True)
+    st.sidebar.download_button("⬇️ Export Markdown", _to_markdown(msgs), f"{mode}-conversation.md", "text/markdown",
+                               key=f"{mode}_export_md", use_container_width=True)
+    upload = st.sidebar.file_uploader("Import a JSON conversation", type=["json"], key=f"{mode}_import")
+    if upload is not None and st.session_state.get(f"{mode}_imported") != upload.file_id:
+        st.session_state[f"{mode}_imported"] = upload.file_id
+        try:
+            imported = import_conversation(upload.getvalue())
+        except CompositeError as exc:
+            st.sidebar.error(f"Import failed: {exc}")
+        else:
+            if imported[0].role != "system":
+                imported.insert(0, msgs[0])
+            msgs[:] = imported
+            st.sidebar.success(f"Imported {len(imported)} messages.")
+
+
+def import_conversation(raw: bytes) -> list[Message]:
+    """Parse an exported conversation; a clear error for anything else."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CompositeError(f"not a JSON file ({exc}); expected a list of messages") from exc
+    if isinstance(data, dict) and isinstance(data.get("messages"), list):
+        data = data["messages"]
+    if not isinstance(data, list) or not data:
+        raise CompositeError("expected a non-empty JSON list of {role, content, metadata} messages")
+    return [Message.from_dict(item) for item in data]
+
+
+# -- rendering ---------------------------------------------------------------------------------------
+def _image_paths(message: Message, workdir: Path | None) -> list[Path]:
+    if workdir is None:
+        return []
+    return [workdir / name for name in message.extra.get("images", []) if (workdir / name).is_file()]
+
+
+def render_call(message: Message) -> None:
+    if message.metadata == "interpreter":
+        with st.status("🧑‍💻 Code", state="complete", expanded=False):
+            from composite.dialect import extract_code_block
+
+            st.code(extract_code_block(message.content) or message.content, language="python")
+    else:
+        label = f"🛠️ {message.metadata}"
+        args = message.extra.get("arguments")
+        with st.status(label, state="complete", expanded=False):
+            if args is not None:
+                st.json(args)
+            st.code(message.content, language="python")
+
+
+def render_observation(message: Message, workdir: Path | None = None) -> None:
+    extra = message.extra
+    failed = bool(extra.get("error")) or extra.get("status") not in (None, "ok") or message.content.startswith("Error")
+    label = "Observation" + (f" · {extra['duration']:.2f} s" if "duration" in extra else "")
+    if extra.get("manual"):
+        label += " · typed by you"
+    with st.status(label, state="error" if failed else "complete", expanded=failed):
+        if extra.get("note"):
+            st.warning(extra["note"])
+        body = st.container(height=300) if len(message.content) > 1500 else st.container()
+        (body.error if failed else body.code)(message.content)
+        for path in _image_paths(message, workdir):
+            st.image(str(path), caption=path.name)
+
+
+def render_history(msgs: list[Message], workdir: Path | None = None) -> None:
+    for message in msgs[1:]:
+        if message.role == "user":
+            st.chat_message("user").markdown(message.content)
+        elif message.role == "assistant":
+            with st.chat_message("assistant"):
+                if message.metadata:
+                    render_call(message)
+                else:
+                    st.markdown(message.content + (" *(stopped)*" if message.extra.get("stopped") else ""))
+        elif message.role == "observation":
+            with st.chat_message("assistant", avatar="📎"):
+                render_observation(message, workdir)
+
+
+def recover_partial(mode: str) -> None:
+    """A stop ends the script mid-stream: keep what was streamed as a (stopped) answer."""
+    partial = st.session_state.pop(f"{mode}_partial", None)
+    msgs = history(mode)
+    if partial and partial.get("length") == len(msgs):
+        from composite.dialect import parse_chatglm3_turn
+
+        text = partial["text"]
+        turn = parse_chatglm3_turn(text) if "chatglm3" in partial.get("dialect", "") else None
+        content = turn.content if turn is not None and turn.kind == "text" else text.strip()
+        if content:
+            msgs.append(Message("assistant", content, extra={"stopped": True}))
+
+
+class _LiveView:
+    """The assistant bubble being drawn; a new one starts after each observation, lazily."""
+
+    def __init__(self) -> None:
+        self._bubble = None
+        self._placeholder = None
+
+    @property
+    def bubble(self):
+        if self._bubble is None:
+            self._bubble = st.chat_message("assistant")
+            self._placeholder = self._bubble.empty()
+        return self._bubble
+
+    def draw(self, text: str) -> None:
+        _ = self.bubble
+        self._placeholder.markdown(_streaming_view(text) + "▌")
+
+    def clear(self) -> None:
+        if self._placeholder is not None:
+            self._placeholder.empty()
+
+    def observation(self, message: Message, workdir: Path | None) -> None:
+        with st.chat_message("assistant", avatar="📎"):
+            render_observation(message, workdir)
+        self._bubble = None
+
+
+def run_agent(mode: str, agent: Agent, params: SamplingParams, decision: Decision | None = None,
+              workdir: Path | None = None) -> None:
+    """Consume the agent's events and render them live; saves the streamed text for a stop."""
+    msgs = history(mode)
+    state = st.session_state
+    stop = threading.Event()
+    dialect_name = getattr(getattr(agent.backend, "info", None), "dialect", "")
+    stream = agent.run(msgs, params, stop, decision)
+    view = _LiveView()
+    text, last_draw = "", 0.0
+    try:
+        for event in stream:
+            if isinstance(event, ev.TextDelta):
+                text += event.text
+                state[f"{mode}_partial"] = {"text": text, "length": len(msgs), "dialect": dialect_name}
+                if time.monotonic() - last_draw > STREAM_INTERVAL:
+                    view.draw(text)
+                    last_draw = time.monotonic()
+            elif isinstance(event, ev.TurnEnd):
+                state.pop(f"{mode}_partial", None)
+                view.clear()
+                text = ""
+            elif isinstance(event, ev.AssistantMessage):
+                with view.bubble:
+                    if event.message.metadata:
+                        render_call(event.message)
+                    else:
+                        st.markdown(event.message.content)
+            elif isinstance(event, ev.ToolCall):
+                view.bubble.caption(f"running {'code' if event.kind == 'code' else event.name}…")
+            elif isinstance(event, ev.Observation):
+                view.observation(event.message, workdir)
+            elif isinstance(event, ev.ApprovalNeeded):
+                st.rerun()  # the page shows the approval controls for the pending call
+            elif isinstance(event, (ev.Waiting, ev.ContextTrimmed)):
+                view.bubble.info(event.message)
+            elif isinstance(event, ev.Notice):
+                (view.bubble.warning if event.level == "warning" else view.bubble.info)(event.message)
+            elif isinstance(event, ev.Failure):
+                view.bubble.error(event.message)
+    except CompositeError as exc:
+        st.error(f"Generation failed: {exc}")
+    finally:
+        stop.set()
+        stream.close()
+
+
+def _streaming_view(text: str) -> str:
+    """Raw turn text while streaming: hide ChatGLM3's empty metadata line, show calls as code."""
+    if text.startswith("\n"):
+        return text.lstrip("\n")
+    head, _, rest = text.partition("\n")
+    return f"`{head}`\n\n{rest}" if rest else text
+
+
+def approval_controls(mode: str, manual: bool) -> None:
+    """Approve / Reject (or type the observation in manual mode) for the pending call."""
+    msgs = history(mode)
+    call = pending_call(msgs)
+    if call is None:
+        return
+    with st.chat_message("assistant", avatar="✋"):
+        if manual:
+            st.markdown(f"**Manual mode:** type the result of `{call.tool_name}` for the model.")
+            with st.form(f"{mode}_manual_form", clear_on_submit=True):
+                text = st.text_area("Observation", key=f"{mode}_manual_text")
+                if st.form_submit_button("Send observation") and text.strip():
+                    st.session_state[f"{mode}_decision"] = Decision("observe", text)
+                    st.rerun()
+        else:
+            st.markdown(f"The model wants to run **{call.tool_name}**. Run it?")
+            c1, c2 = st.columns(2)
+            if c1.button("✅ Approve", key=f"{mode}_approve"):
+                st.session_state[f"{mode}_decision"] = Decision("run")
+                st.rerun()
+            if c2.button("❌ Reject", key=f"{mode}_reject"):
+                st.session_state[f"{mode}_decision"] = Decision("reject")
+                st.rerun()
+
+
+def page_header(mode: str) -> None:
+    st.title(TITLES[mode])
+
+
+def user_input(mode: str, placeholder: str) -> str | None:
+    """The chat box (its button turns into stop while an answer streams). Empty prompts are ignored."""
+    prompt = st.chat_input(placeholder, key=f"{mode}_input", submit_mode="stop")
+    if prompt is None or not str(prompt).strip():
+        return None
+    return str(prompt)
+
+
+def pending_run(mode: str) -> tuple[bool, Decision | None]:
+    """Whether a retry or an approval decision asks for a run now."""
+    decision = st.session_state.pop(f"{mode}_decision", None)
+    retry = st.session_state.pop(f"{mode}_run", False)
+    return (retry or decision is not None), decision
+
+
+def env_flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")

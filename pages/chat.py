@@ -1,0 +1,28 @@
+"""Chat mode: talk with the model; the answer streams token by token."""
+
+import streamlit as st
+
+from composite.agent import Agent
+from composite.messages import Message
+from pages import _shared as ui
+
+MODE = "chat"
+
+ui.page_header(MODE)
+runtime = ui.model_sidebar()
+params = ui.sampling_sidebar(MODE, runtime.info.context_length if runtime else 8192)
+ui.system_sidebar(MODE)
+ui.conversation_sidebar(MODE)
+ui.recover_partial(MODE)
+history = ui.history(MODE)
+ui.render_history(history)
+
+prompt = ui.user_input(MODE, "Ask anything")
+wanted, _ = ui.pending_run(MODE)
+if runtime is not None and (prompt or wanted):
+    if prompt:
+        history.append(Message("user", prompt))
+        st.chat_message("user").markdown(prompt)
+    ui.run_agent(MODE, Agent(runtime, MODE), params)
+elif prompt:
+    st.warning("No model is loaded: fix the model path in the sidebar (your message was not sent).")

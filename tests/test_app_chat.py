@@ -1,0 +1,104 @@
+"""The Chat page through Streamlit's AppTest: send, streamed reply, clear, retry, per-mode history, sliders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _app(page: str) -> AppTest:
+    return AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=60)
+
+
+@pytest.fixture
+def chat(tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("MODEL_PATH", str(tiny_model_dir))
+    at = _app("chat")
+    at.run()
+    assert not at.exception, at.exception
+    at.number_input(key="chat_max_new").set_value(8)
+    at.slider(key="chat_temperature").set_value(0.0)
+    return at.run()
+
+
+def _history(at, mode="chat"):
+    return at.session_state[f"{mode}_history"]
+
+
+def test_sidebar_shows_model_facts(chat):
+    caption = " ".join(c.value for c in chat.sidebar.caption)
+    assert "tiny-random" in caption and "cpu" in caption and "context 512" in caption and "chatglm3" in caption
+
+
+def test_send_streams_a_reply_into_the_history(chat):
+    chat.chat_input[0].set_value("hello there").run()
+    assert not chat.exception
+    roles = [m.role for m in _history(chat)]
+    assert roles == ["system", "user", "assistant"]
+    assert _history(chat)[1].content == "hello there"
+    assert [m.name for m in chat.chat_message][:2] == ["user", "assistant"]
+
+
+def test_empty_prompt_is_ignored(chat):
+    chat.chat_input[0].set_value("   ").run()
+    assert [m.role for m in _history(chat)] == ["system"]
+
+
+def test_slider_move_keeps_history(chat):
+    chat.chat_input[0].set_value("one").run()
+    before = list(_history(chat))
+    chat.slider(key="chat_top_p").set_value(0.5).run()
+    assert _history(chat) == before
+
+
+def test_clear_empties_the_history_but_keeps_the_system_prompt(chat):
+    chat.chat_input[0].set_value("one").run()
+    chat.button(key="chat_clear").click().run()
+    assert [m.role for m in _history(chat)] == ["system"]
+
+
+def test_retry_regenerates_the_last_answer(chat):
+    chat.chat_input[0].set_value("one").run()
+    chat.slider(key="chat_temperature").set_value(1.5).run()
+    chat.number_input(key="chat_seed").set_value(3).run()
+    chat.button(key="chat_retry").click().run()
+    msgs = _history(chat)
+    assert [m.role for m in msgs] == ["system", "user", "assistant"]  # replaced, not appended
+
+
+def test_histories_are_per_mode(chat):
+    chat.chat_input[0].set_value("only in chat").run()
+    assert "tool_history" not in chat.session_state or all(
+        m.content != "only in chat" for m in chat.session_state["tool_history"]
+    )
+
+
+def test_edited_system_prompt_is_used(chat):
+    chat.text_area(key="chat_system").set_value("You are a pirate.").run()
+    assert _history(chat)[0].content == "You are a pirate."
+
+
+def test_bad_model_path_shows_a_clear_error_and_the_app_stays_up(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODEL_PATH", str(tmp_path / "missing"))
+    at = _app("chat").run()
+    assert not at.exception
+    assert any("does not exist" in e.value for e in at.error)
+    at.chat_input[0].set_value("hi").run()
+    assert not at.exception and any("No model is loaded" in w.value for w in at.warning)
+
+
+def test_import_rejects_bad_json_clearly():
+    from composite.errors import CompositeError
+    from pages._shared import import_conversation
+
+    with pytest.raises(CompositeError, match="not a JSON file"):
+        import_conversation(b"{nope")
+    with pytest.raises(CompositeError, match="role"):
+        import_conversation(json.dumps([{"content": "x"}]).encode())
+    msgs = import_conversation(json.dumps([{"role": "user", "content": "hi"}]).encode())
+    assert msgs[0].content == "hi"
