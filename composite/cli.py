@@ -1,0 +1,309 @@
+"""The command line: `python -m composite chat|tool|code|exec|tools|convert` (see `--help`).
+
+A terminal renderer of the agent's event stream: text streams to stdout, notes go to stderr, and
+`--json` prints the transcript as JSON lines. Errors a user can cause exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from typing import Any, Iterable, TextIO
+
+from .errors import CompositeError
+
+__all__ = ["main", "build_parser"]
+
+EXIT_USAGE = 2
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", metavar="PATH", help="model folder (default: $MODEL_PATH, else the embedded model)")
+    g.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    g.add_argument("--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"])
+    g.add_argument("--quantize", type=int, choices=[4, 8], help="bitsandbytes quantization (CUDA only)")
+    s = p.add_argument_group("sampling")
+    s.add_argument("--system", help="system prompt (default: the mode's own)")
+    s.add_argument("--max-new-tokens", type=int, default=512)
+    s.add_argument("--max-length", type=int, default=8192, help="prompt + output tokens")
+    s.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    s.add_argument("--top-p", type=float, default=0.8)
+    s.add_argument("--repetition-penalty", type=float, default=1.0)
+    s.add_argument("--seed", type=int)
+    p.add_argument("--json", action="store_true", help="print the transcript as JSON lines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m composite", description="Chat, tool use and code interpreter.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    chat = sub.add_parser("chat", help="chat once (with a question) or interactively (without)")
+    chat.add_argument("question", nargs="?")
+    _add_model_options(chat)
+
+    tool = sub.add_parser("tool", help="answer with tools (function calling)")
+    tool.add_argument("question", nargs="?")
+    tool.add_argument("--tools", help="comma-separated tool names to enable (default: all)")
+    tool.add_argument("--max-rounds", type=int, default=5)
+    tool.add_argument("--tool-timeout", type=float, default=30.0)
+    tool.add_argument("--batch", metavar="JSONL", help="run many prompts: lines of {prompt, expect?}")
+    tool.add_argument("--out", metavar="JSONL", help="where --batch writes its results")
+    _add_model_options(tool)
+
+    code = sub.add_parser("code", help="answer by writing and running code in a fresh sandbox")
+    code.add_argument("question", nargs="?")
+    code.add_argument("--max-rounds", type=int, default=5)
+    code.add_argument("--timeout", type=float, default=60.0, help="seconds per code execution")
+    code.add_argument("--workdir", help="sandbox working directory (default: a new temporary one)")
+    _add_model_options(code)
+
+    ex = sub.add_parser("exec", help="run code from stdin in a sandbox; print ordered outputs as JSON lines")
+    ex.add_argument("--timeout", type=float, default=60.0)
+    ex.add_argument("--workdir")
+
+    tools = sub.add_parser("tools", help="list registered tools with their JSON Schema")
+    tools.add_argument("--json", action="store_true")
+
+    conv = sub.add_parser("convert", help="convert a ChatGLM3 checkpoint to a native safetensors folder")
+    conv.add_argument("src")
+    conv.add_argument("dst")
+    conv.add_argument("--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"])
+    return parser
+
+
+# -- shared pieces -------------------------------------------------------------------------------
+def _params(args: argparse.Namespace):
+    from .messages import SamplingParams
+
+    return SamplingParams(
+        max_new_tokens=args.max_new_tokens,
+        max_length=args.max_length,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty,
+        seed=args.seed,
+    )
+
+
+def _load(args: argparse.Namespace, err: TextIO):
+    from .runtime import load_model, resolve_model_path
+
+    path = resolve_model_path(args.model)
+    err.write(f"loading {path or 'the embedded model'} ...\n")
+    err.flush()
+    runtime = load_model(path, device=args.device, dtype=args.dtype, quantize=args.quantize)
+    err.write(f"{runtime.info.summary()} (loaded in {runtime.info.load_seconds:.1f} s)\n")
+    return runtime
+
+
+def _history(mode: str, system: str | None):
+    from .messages import Message
+    from .prompts import system_prompt
+
+    text = system if system is not None else system_prompt(mode)
+    return [Message("system", text)] if text else []
+
+
+def _message_json(message) -> dict[str, Any]:
+    data = message.to_dict()
+    arguments = message.extra.get("arguments")
+    if arguments is not None:
+        data["arguments"] = arguments
+    return data
+
+
+class _Printer:
+    """Renders agent events for a terminal: streamed text to `out`, notes to `err`."""
+
+    def __init__(self, out: TextIO, err: TextIO, stream_text: bool):
+        self.out, self.err, self.stream_text = out, err, stream_text
+        self.at_line_start = True
+
+    def _write(self, text: str) -> None:
+        if text:
+            self.out.write(text)
+            self.out.flush()
+            self.at_line_start = text.endswith("\n")
+
+    def _newline(self) -> None:
+        if not self.at_line_start:
+            self._write("\n")
+
+    def render(self, events: Iterable[Any]) -> str:
+        from . import events as ev
+
+        reason = "answered"
+        for event in events:
+            if isinstance(event, ev.TextDelta) and self.stream_text:
+                self._write(event.text)
+            elif isinstance(event, ev.TurnEnd) and self.stream_text:
+                self._newline()
+            elif isinstance(event, ev.Observation) and self.stream_text:
+                self._newline()
+                self._write(f"[observation]\n{event.message.content}\n")
+            elif isinstance(event, (ev.Notice, ev.Waiting, ev.ContextTrimmed)):
+                self.err.write(f"note: {event.message}\n")
+            elif isinstance(event, ev.Failure):
+                self.err.write(f"error: {event.message}\n")
+            elif isinstance(event, ev.Done):
+                reason = event.reason
+        return reason
+
+
+def _run_once(agent, history, params, question: str, json_out: bool, out: TextIO, err: TextIO) -> int:
+    from .messages import Message
+
+    history.append(Message("user", question))
+    reason = _Printer(out, err, stream_text=not json_out).render(agent.run(history, params))
+    if json_out:
+        for message in history:
+            out.write(json.dumps(_message_json(message), ensure_ascii=False) + "\n")
+    return 1 if reason == "error" else 0
+
+
+def _repl(agent, history, params, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    """The seed's cli_demo: `clear` resets, `stop` or `exit` quits, Ctrl-C stops an answer."""
+    from .messages import Message
+
+    base = list(history)
+    printer = _Printer(out, err, stream_text=True)
+    out.write("composite chat: type a message; 'clear' resets the history, 'stop' or 'exit' quits.\n")
+    while True:
+        out.write("\nUser: ")
+        out.flush()
+        line = stdin.readline()
+        if not line:
+            return 0
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("stop", "exit"):
+            return 0
+        if text == "clear":
+            history[:] = list(base)
+            out.write("(history cleared)\n")
+            continue
+        history.append(Message("user", text))
+        out.write("\nAssistant: ")
+        stop = threading.Event()
+        try:
+            printer.render(agent.run(history, params, stop))
+        except KeyboardInterrupt:
+            stop.set()
+            err.write("\n(stopped)\n")
+
+
+# -- commands ------------------------------------------------------------------------------------
+def _cmd_chat(args, out, err, stdin) -> int:
+    from .agent import Agent
+
+    runtime = _load(args, err)
+    agent = Agent(runtime, "chat")
+    history = _history("chat", args.system)
+    if args.question is None:
+        return _repl(agent, history, _params(args), out, err, stdin)
+    return _run_once(agent, history, _params(args), args.question, args.json, out, err)
+
+
+def _tool_agent(args, runtime):
+    from tools import build_registry
+
+    from .agent import Agent
+
+    registry, load_errors = build_registry()
+    enabled = None
+    if args.tools:
+        enabled = [name.strip() for name in args.tools.split(",") if name.strip()]
+        unknown = [name for name in enabled if name not in registry]
+        if unknown:
+            raise CompositeError(f"unknown tool(s) {', '.join(unknown)}; available: {', '.join(registry.names())}")
+    agent = Agent(runtime, "tool", registry, enabled, max_rounds=args.max_rounds, tool_timeout=args.tool_timeout)
+    return agent, load_errors
+
+
+def _cmd_tool(args, out, err, stdin) -> int:
+    if args.batch is None and args.question is None:
+        raise CompositeError("tool needs a question or --batch FILE")
+    runtime = _load(args, err)
+    agent, load_errors = _tool_agent(args, runtime)
+    for problem in load_errors:
+        err.write(f"note: {problem}\n")
+    if args.batch is not None:
+        from .batch import run_batch
+
+        return run_batch(agent, _history("tool", args.system), _params(args), args.batch, args.out, out, err)
+    return _run_once(agent, _history("tool", args.system), _params(args), args.question, args.json, out, err)
+
+
+def _cmd_code(args, out, err, stdin) -> int:
+    from .agent import Agent
+    from .sandbox import Sandbox
+
+    if args.question is None:
+        raise CompositeError("code needs a question, e.g. python -m composite code \"what is 2**100?\"")
+    runtime = _load(args, err)
+    sandbox = Sandbox(args.workdir)
+    try:
+        sandbox.start()
+        err.write(f"sandbox: {sandbox.isolation} ({sandbox.workdir})\n")
+        agent = Agent(runtime, "code", sandbox=sandbox, max_rounds=args.max_rounds, code_timeout=args.timeout)
+        return _run_once(agent, _history("code", args.system), _params(args), args.question, args.json, out, err)
+    finally:
+        sandbox.shutdown()
+
+
+def _cmd_exec(args, out, err, stdin) -> int:
+    from .sandbox import run_exec_cli
+
+    return run_exec_cli(stdin.read(), args.timeout, args.workdir, out)
+
+
+def _cmd_tools(args, out, err, stdin) -> int:
+    from tools import build_registry
+
+    registry, problems = build_registry()
+    if args.json:
+        for tool in registry.chatglm3_tools():
+            out.write(json.dumps(tool, ensure_ascii=False) + "\n")
+        for problem in problems:
+            out.write(json.dumps({"load_error": str(problem)}, ensure_ascii=False) + "\n")
+    else:
+        for tool in registry.chatglm3_tools():
+            out.write(f"{tool['name']}: {tool['description']}\n")
+            out.write(f"  parameters: {json.dumps(tool['parameters'], ensure_ascii=False)}\n")
+        for problem in problems:
+            out.write(f"load error: {problem}\n")
+    return 0
+
+
+def _cmd_convert(args, out, err, stdin) -> int:
+    from .checkpoint import convert_cli
+
+    return convert_cli(args.src, args.dst, args.dtype)
+
+
+COMMANDS = {
+    "chat": _cmd_chat,
+    "tool": _cmd_tool,
+    "code": _cmd_code,
+    "exec": _cmd_exec,
+    "tools": _cmd_tools,
+    "convert": _cmd_convert,
+}
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None,
+         stdin: TextIO | None = None) -> int:
+    out, err, stdin = out or sys.stdout, err or sys.stderr, stdin or sys.stdin
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args, out, err, stdin)
+    except CompositeError as exc:
+        err.write(f"error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err.write("interrupted\n")
+        return 130
