@@ -1,0 +1,60 @@
+"""Tool mode: the model calls registered Python tools; every step is shown, and can need your approval."""
+
+import streamlit as st
+
+from composite.agent import Agent
+from composite.messages import Message
+from pages import _shared as ui
+
+MODE = "tool"
+
+
+@st.cache_resource(show_spinner=False)
+def tool_registry():
+    """Built-in tools plus every .py file in TOOLS_PATH (default ./my_tools); shared by all sessions."""
+    from tools import build_registry
+
+    return build_registry()
+
+
+ui.page_header(MODE)
+runtime = ui.model_sidebar()
+params = ui.sampling_sidebar(MODE, runtime.info.context_length if runtime else 8192)
+registry, load_failures = tool_registry()
+
+with st.sidebar.expander("Tools", expanded=True):
+    enabled = [tool.name for tool in registry if st.toggle(tool.name, True, key=f"tool_on_{tool.name}",
+                                                            help=tool.description)]
+    for tool in registry:
+        with st.popover(f"Schema: {tool.name}"):
+            st.json(tool.chatglm3())
+    for failure in load_failures:
+        st.error(str(failure))
+    if st.button("🔄 Reload user tools", key="tool_reload"):
+        tool_registry.clear()
+        st.rerun()
+with st.sidebar.expander("Loop", expanded=True):
+    max_rounds = st.number_input("max tool rounds per question", 1, 20, 5, key="tool_max_rounds")
+    timeout = st.number_input("tool timeout (s)", 1, 600, 30, key="tool_timeout")
+    ask = st.toggle("Ask before running", False, key="tool_ask")
+    manual = st.toggle("Manual mode (you type the results)", False, key="tool_manual")
+ui.system_sidebar(MODE)
+ui.conversation_sidebar(MODE)
+ui.recover_partial(MODE)
+history = ui.history(MODE)
+ui.render_history(history)
+
+policy = "manual" if manual else "ask" if ask else "auto"
+if policy != "auto":
+    ui.approval_controls(MODE, manual)
+prompt = ui.user_input(MODE, "Ask something a tool can answer, e.g. the weather in Oslo")
+wanted, decision = ui.pending_run(MODE)
+if runtime is not None and (prompt or wanted):
+    if prompt:
+        history.append(Message("user", prompt))
+        st.chat_message("user").markdown(prompt)
+    agent = Agent(runtime, MODE, registry, enabled, max_rounds=int(max_rounds), tool_timeout=float(timeout),
+                  policy=policy)
+    ui.run_agent(MODE, agent, params, decision)
+elif prompt:
+    st.warning("No model is loaded: fix the model path in the sidebar (your message was not sent).")

@@ -1,0 +1,91 @@
+"""The Tool page through AppTest: tool list, approval (approve / reject), manual mode and user tool errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from composite.messages import Message
+from composite.prompts import system_prompt
+
+ROOT = Path(__file__).resolve().parent.parent
+CALL = Message("assistant", '```python\ntool_call(expression="6*7")\n```', "calculator")
+
+
+@pytest.fixture
+def tool_page(tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("MODEL_PATH", str(tiny_model_dir))
+    at = AppTest.from_file(str(ROOT / "pages" / "tool.py"), default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    at.number_input(key="tool_max_new").set_value(4)
+    at.slider(key="tool_temperature").set_value(0.0)
+    at.run()
+    yield at
+    at.session_state["tool_history"] = [Message("system", system_prompt("tool"))]
+
+
+def _pending(at):
+    at.session_state["tool_history"] = [Message("system", system_prompt("tool")), Message("user", "6*7?"), CALL]
+
+
+def test_tools_are_listed_with_toggles(tool_page):
+    labels = [t.label for t in tool_page.sidebar.toggle]
+    for name in ("calculator", "get_weather", "current_time", "random_number_generator"):
+        assert name in labels
+
+
+def test_ask_before_running_then_approve_runs_the_tool(tool_page):
+    tool_page.toggle(key="tool_ask").set_value(True).run()
+    _pending(tool_page)
+    tool_page.run()
+    tool_page.button(key="tool_approve").click().run()
+    assert not tool_page.exception
+    history = tool_page.session_state["tool_history"]
+    assert history[3].role == "observation" and history[3].content == "42"
+
+
+def test_reject_sends_a_declined_observation(tool_page):
+    tool_page.toggle(key="tool_ask").set_value(True).run()
+    _pending(tool_page)
+    tool_page.run()
+    tool_page.button(key="tool_reject").click().run()
+    history = tool_page.session_state["tool_history"]
+    assert history[3].role == "observation" and "declined" in history[3].content
+
+
+def test_manual_mode_sends_the_typed_observation(tool_page):
+    tool_page.toggle(key="tool_manual").set_value(True).run()
+    _pending(tool_page)
+    tool_page.run()
+    tool_page.text_area(key="tool_manual_text").set_value("forty-two")
+    form_button = [b for b in tool_page.button if b.label == "Send observation"][0]
+    form_button.click().run()
+    history = tool_page.session_state["tool_history"]
+    assert history[3].role == "observation" and history[3].content == "forty-two"
+    assert history[3].extra.get("manual")
+
+
+def test_disabled_tool_is_refused_when_called(tool_page):
+    tool_page.toggle(key="tool_on_calculator").set_value(False).run()
+    tool_page.toggle(key="tool_ask").set_value(True).run()
+    _pending(tool_page)
+    tool_page.run()
+    tool_page.button(key="tool_approve").click().run()
+    history = tool_page.session_state["tool_history"]
+    assert history[3].role == "observation" and "not available" in history[3].content
+    assert not tool_page.exception
+
+
+def test_broken_user_tool_file_is_reported_by_name(tiny_model_dir, tmp_path, monkeypatch):
+    (tmp_path / "bad_tool.py").write_text("raise RuntimeError('boom at import')\n")
+    monkeypatch.setenv("TOOLS_PATH", str(tmp_path))
+    monkeypatch.setenv("MODEL_PATH", str(tiny_model_dir))
+    at = AppTest.from_file(str(ROOT / "pages" / "tool.py"), default_timeout=60)
+    at.run()
+    if not any("bad_tool.py" in e.value for e in at.sidebar.error):
+        at.button(key="tool_reload").click().run()  # the registry is cached per process
+    assert any("bad_tool.py" in e.value and "boom at import" in e.value for e in at.sidebar.error)
+    assert not at.exception
