@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from composite.cli import main
 
@@ -62,3 +61,54 @@ def test_module_entry_point_help_is_fast_and_lists_commands():
     heavy = subprocess.run([sys.executable, "-c", "import composite.cli, sys; print('torch' in sys.modules)"],
                            capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert heavy.stdout.strip() == "False"  # heavy imports happen where they are used
+
+
+def test_tools_lists_builtins_and_user_tool_errors(tmp_path, monkeypatch):
+    (tmp_path / "oops.py").write_text("this is not python\n")
+    monkeypatch.setenv("TOOLS_PATH", str(tmp_path))
+    code, out, _ = run(["tools", "--json"])
+    rows = [json.loads(line) for line in out.splitlines()]
+    names = [r["name"] for r in rows if "name" in r]
+    assert code == 0 and {"calculator", "get_weather", "current_time", "random_number_generator"} <= set(names)
+    assert any("oops.py" in r.get("load_error", "") for r in rows)
+    assert rows[0]["parameters"]["type"] == "object"
+
+
+def test_tool_unknown_tool_name_exits_2(tiny_model_dir):
+    code, _, err = run(["tool", "hi", "--model", str(tiny_model_dir), "--tools", "calculator,nope"])
+    assert code == 2 and "nope" in err and "calculator" in err
+
+
+def test_batch_scores_expected_calls_with_a_scripted_model(tmp_path):
+    from composite.agent import Agent
+    from composite.batch import run_batch
+    from composite.messages import SamplingParams
+    from tests.helpers import ScriptedBackend
+    from tools import build_registry
+
+    batch = tmp_path / "prompts.jsonl"
+    batch.write_text(
+        '{"prompt": "6*7?", "expect": {"name": "calculator", "arguments": {"expression": "6*7"}}}\n'
+        '{"prompt": "time?", "expect": {"name": "current_time", "arguments": {"timezone": "UTC"}}}\n'
+        '{"prompt": "hello"}\n'
+    )
+    script = [
+        'calculator\n```python\ntool_call(expression="6*7")\n```', "\n42",
+        'current_time\n```python\ntool_call(timezone="Asia/Tokyo")\n```', "\nIt is late.",
+        "\nHi!",
+    ]
+    registry, _ = build_registry()
+    agent = Agent(ScriptedBackend(script), "tool", registry)
+    out_file, out, err = tmp_path / "results.jsonl", io.StringIO(), io.StringIO()
+    assert run_batch(agent, [], SamplingParams(temperature=0), batch, out_file, out, err) == 0
+    results = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert [(r.get("name_correct"), r.get("arguments_correct")) for r in results] == [(True, True), (True, False), (None, None)]
+    summary = json.loads(err.getvalue().split("summary: ")[1])
+    assert summary == {"prompts": 3, "scored": 2, "tool_name_accuracy": 1.0, "exact_arguments_accuracy": 0.5}
+
+
+def test_batch_file_errors_are_clear(tmp_path, tiny_model_dir):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "ok"}\n{"nope": 1}\n')
+    code, _, err = run(["tool", "--batch", str(bad), "--model", str(tiny_model_dir)])
+    assert code == 2 and "bad.jsonl:2" in err and "prompt" in err
