@@ -441,6 +441,11 @@ def test_check_memory_accepts_a_small_model():
     check_memory(1024, "cpu")
 
 
+def test_unknown_device_is_a_model_load_error():
+    with pytest.raises(ModelLoadError, match="unknown device 'gpu-please'"):
+        check_memory(1024, "gpu-please")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_check_memory_on_missing_cuda_is_a_model_load_error():
     with pytest.raises(ModelLoadError, match="CUDA is not available"):
