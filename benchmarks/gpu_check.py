@@ -168,18 +168,22 @@ def bench_one(config: Any, device: str, label: str, prompt: list[int], new_token
     load_s = time.perf_counter() - start
     weights = torch.cuda.memory_allocated() if cuda else sum(t.nbytes for t in model.state_dict().values())
 
-    ids = torch.tensor([prompt], device=device)
-    settings = {"do_sample": False, "eos_token_id": None, "pad_token_id": config.pad_token_id}
-    with torch.inference_mode():
-        model.generate(ids[:, :8], max_new_tokens=2, min_new_tokens=2, **settings)  # warm-up (kernels, allocator)
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        clock = _streamer_class()()
-        _sync(device)
-        begin = time.perf_counter()
-        model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, streamer=clock, **settings)
-        _sync(device)
-    times = clock.times
+    # Time the project's own generation path (LocalRuntime's KV-cache loop), not model.generate.
+    from composite.messages import SamplingParams
+    from composite.runtime import LocalRuntime, ModelInfo
+
+    info = ModelInfo(label, "random weights", device, "float16", sum(p.numel() for p in model.parameters()),
+                     config.max_position_embeddings, "chatglm3")
+    runtime = LocalRuntime(model, None, info)
+    greedy = SamplingParams(max_new_tokens=new_tokens, max_length=len(prompt) + new_tokens, temperature=0)
+    list(runtime.generate_ids(prompt[:8], SamplingParams(max_new_tokens=2, temperature=0)))  # warm-up
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    _sync(device)
+    times = []
+    begin = time.perf_counter()
+    for _ in runtime.generate_ids(prompt, greedy):  # each token is read back to the host: already synced
+        times.append(time.perf_counter())
     prefill_s = times[0] - begin
     decode_s = times[-1] - times[0]
     peak = torch.cuda.max_memory_allocated() if cuda else _peak_cpu_bytes()
