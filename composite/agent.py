@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Literal
 
-from .errors import ConfigError
+from .errors import ConfigError, SandboxError
 from .events import (
     ApprovalNeeded,
     AssistantMessage,
@@ -233,7 +233,11 @@ class Agent:
             text = "Error: no ```python code block found in your message; write the code inside ```python ... ```."
             return Observation(Message("observation", text), ok=False)
         started = time.perf_counter()
-        result = self.sandbox.execute(code, timeout=self.code_timeout)
+        try:
+            result = self.sandbox.execute(code, timeout=self.code_timeout)
+        except SandboxError as exc:  # the kernel could not start: the model and the user both see why
+            text = f"Error: the sandbox could not run the code: {exc}"
+            return Observation(Message("observation", text, extra={"status": "error"}), ok=False)
         duration = time.perf_counter() - started
         text = result.observation(self.observation_chars)
         images = [o.filename for o in result.outputs if getattr(o, "filename", "")]

@@ -186,3 +186,18 @@ def test_bad_agent_configuration_is_a_clear_error(registry):
         Agent(ScriptedBackend([]), "code")
     with pytest.raises(ConfigError, match="max_rounds"):
         Agent(ScriptedBackend([]), "tool", registry, max_rounds=0)
+
+
+def test_a_sandbox_that_cannot_start_becomes_an_error_observation():
+    from composite.errors import SandboxError
+
+    class BrokenSandbox(FakeSandbox):
+        def execute(self, code, timeout=None):
+            raise SandboxError("bwrap: setting up uid map: Permission denied")
+
+    backend = ScriptedBackend(["interpreter\n```python\nprint(1)\n```", "\nI could not run it."])
+    history = [Message("user", "x")]
+    events = list(Agent(backend, "code", sandbox=BrokenSandbox()).run(history, PARAMS))
+    obs = next(e for e in events if isinstance(e, Observation))
+    assert not obs.ok and "Permission denied" in obs.message.content
+    assert history[-1].content == "I could not run it."

@@ -1,0 +1,1364 @@
+"""The code-interpreter sandbox: a Jupyter kernel (ipykernel via jupyter_client, IPC transport)
+run under bubblewrap with resource limits; ordered outputs, timeouts, restarts, per-session kernels.
+
+What is protected (full isolation, i.e. bubblewrap works; `Sandbox.isolation == "full"`):
+
+* network: a new network namespace with no interfaces but its own loopback; no Internet, no DNS,
+  and not the host's 127.0.0.1 services;
+* host filesystem: mounted read-only; /tmp and /dev/shm are private size-limited tmpfs; /run,
+  /home, /root, the host user's home and the sessions directory are hidden behind empty tmpfs
+  (the Python installation the kernel needs is bound back read-only); the session's working
+  directory (HOME, the cwd, where uploads and plots go) is the only writable host path;
+* other sessions: each kernel sees only its own workdir and its own IPC sockets; as root, each
+  kernel runs as its own unprivileged uid (files and the process limit are per uid);
+* processes: own PID namespace (host processes are invisible and cannot be signalled; every
+  process of the sandbox dies with its kernel), killed if the host process dies, even by SIGKILL
+  (--die-with-parent for bubblewrap, a host-alive pipe for the kernel); new IPC/UTS/cgroup
+  namespaces; no capabilities, no_new_privs (setuid binaries do not elevate);
+* resources, per kernel process (setrlimit before any user code): address space (default 2 GiB),
+  CPU seconds, number of processes/threads (fork bombs), file size (disk fill by one file),
+  open files; no core dumps; host environment variables (API keys...) are not passed on;
+* time: each execution has a timeout; then SIGINT, and a restart if the kernel does not answer
+  within interrupt_grace;
+  kernel death (segfault, os._exit, kill) is detected and the kernel restarted; `input()` fails
+  fast; output kept per execution is capped.
+
+What is NOT protected:
+
+* the total disk used by many files in the workdir (only each file's size is limited), and the
+  memory of a whole process tree (the limit is per process, times the process limit);
+* CPU share: code may use every core until its timeout (no cgroup quota);
+* reading world-readable host files (e.g. /etc, /usr, the project directory) - read-only, not
+  hidden; Unix sockets on the host filesystem that are world-writable remain connectable;
+* kernel exploits: bubblewrap gives namespaces (no seccomp filter is installed), not a VM;
+* orphaned grandchildren of the kernel stay as zombies until the kernel restarts (the kernel is
+  PID 1 of its namespace); they count towards the process limit.
+
+Reduced isolation (bubblewrap missing or not permitted): `isolation == "reduced"` and
+`isolation_note == "sandbox: reduced (no network/filesystem isolation)"`, logged as a warning;
+only the resource limits, the private working directory as cwd/HOME, the scrubbed environment
+and (as root, when the interpreter is readable by others) a separate uid remain.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import IO, Any
+
+from composite.errors import ConfigError, SandboxError
+from composite.sandbox_isolation import (
+    FULL_NOTE,
+    REDUCED_NOTE,
+    Limits,
+    accessible_to_others,
+    allocate_uid,
+    bootstrap_argv,
+    bwrap_argv,
+    count_user_tasks,
+    exit_reason,
+    host_watch_fd,
+    launcher_call,
+    probe_bwrap,
+    python_paths,
+    release_uid,
+)
+from composite.sandbox_outputs import (
+    STDIN_NOTE,
+    ExecutionResult,
+    Output,
+    OutputCollector,
+    cut_middle,
+    decode_large_stream,
+    write_file_safely,
+)
+
+__all__ = [
+    "SandboxConfig",
+    "Output",
+    "ExecutionResult",
+    "Sandbox",
+    "SandboxManager",
+    "SandboxStartError",
+    "run_exec_cli",
+    "cleanup_stale_state",
+    "FULL_NOTE",
+    "REDUCED_NOTE",
+]
+
+logger = logging.getLogger(__name__)
+
+ENV_PREFIX = "COMPOSITE_SANDBOX_"
+_GiB = 2**30
+_MiB = 2**20
+_LARGE_FRAME = 2 * _MiB  # stream messages bigger than this are decoded only as far as we keep
+
+
+class SandboxStartError(SandboxError):
+    """The sandboxed kernel could not be started (or restarted)."""
+
+
+@dataclass
+class SandboxConfig:
+    """Every sandbox setting in one place. `SandboxConfig()` is the defaults;
+    `SandboxConfig.from_env(**overrides)` reads COMPOSITE_SANDBOX_<FIELD> (e.g.
+    COMPOSITE_SANDBOX_MEMORY_BYTES=4G) and then applies the keyword overrides."""
+
+    timeout: float = 60.0  # default seconds per execution
+    interrupt_grace: float = 5.0  # seconds the kernel gets to answer SIGINT before a restart
+    startup_timeout: float = 30.0
+    memory_bytes: int = 2 * _GiB  # RLIMIT_AS per kernel process
+    cpu_seconds: int = 3600  # RLIMIT_CPU per kernel process (its whole life)
+    max_processes: int = 256  # RLIMIT_NPROC: processes + threads of the kernel's uid
+    max_file_bytes: int = 1 * _GiB  # RLIMIT_FSIZE
+    max_open_files: int = 1024  # RLIMIT_NOFILE
+    tmp_bytes: int = 512 * _MiB  # size of the private /tmp
+    max_output_chars: int = 200_000  # text kept per execution
+    max_images: int = 50  # images kept per execution
+    idle_timeout: float = 1800.0  # SandboxManager culls kernels idle this long
+    prestart: int = 1  # SandboxManager keeps this many started spare kernels
+    isolation: str = "auto"  # "auto" | "full" (fail without bubblewrap) | "reduced"
+    bwrap: str = "bwrap"
+    python: str = ""  # kernel interpreter; "" = this one (it needs ipykernel)
+    kernel_uid: int | None = None  # as root: the kernel's uid; None = a fresh one per kernel
+    base_dir: str = ""  # SandboxManager's sessions directory; "" = <tmp>/composite-sandboxes-<uid>
+    runtime_dir: str = ""  # where kernel state (IPC sockets, logs) goes; "" = the system temp dir
+    hide_paths: tuple[str, ...] = ()  # extra host directories to hide from the kernel
+
+    def __post_init__(self) -> None:
+        positive = (
+            "timeout",
+            "interrupt_grace",
+            "startup_timeout",
+            "memory_bytes",
+            "cpu_seconds",
+            "max_processes",
+            "max_file_bytes",
+            "max_open_files",
+            "tmp_bytes",
+            "max_output_chars",
+            "idle_timeout",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"sandbox {name} must be positive, got {getattr(self, name)!r}")
+        if self.prestart < 0 or self.max_images < 0:
+            raise ConfigError("sandbox prestart and max_images must be 0 or more")
+        if self.isolation not in ("auto", "full", "reduced"):
+            raise ConfigError(
+                f"sandbox isolation must be 'auto', 'full' or 'reduced', got {self.isolation!r}"
+            )
+        self.hide_paths = tuple(self.hide_paths)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            self.memory_bytes, self.cpu_seconds, self.max_processes, self.max_file_bytes, self.max_open_files
+        )
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> SandboxConfig:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = ENV_PREFIX + f.name.upper()
+            if f.name in overrides or key not in env:
+                continue
+            values[f.name] = _parse_env_value(f.name, cls.__dataclass_fields__[f.name].default, env[key], key)
+        values.update(overrides)
+        return cls(**values)
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.I)
+
+
+def _parse_env_value(name: str, default: Any, raw: str, key: str) -> Any:
+    try:
+        if name == "kernel_uid":
+            return int(raw) if raw.strip() else None
+        if name == "hide_paths":
+            return tuple(p for p in raw.split(os.pathsep) if p)
+        if isinstance(default, bool):
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            match = _SIZE.match(raw)
+            if not match:
+                raise ValueError(raw)
+            scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[match.group(2).lower()]
+            return int(float(match.group(1)) * scale)
+        if isinstance(default, float):
+            return float(raw)
+        return raw
+    except ValueError:
+        raise ConfigError(
+            f"{key}={raw!r} is not a valid {type(default).__name__} (expected e.g. {default!r})"
+        ) from None
+
+
+@functools.lru_cache(maxsize=1)
+def _kernel_manager_class() -> type:
+    from jupyter_client import KernelManager
+
+    class SandboxKernelManager(KernelManager):
+        """A KernelManager whose kernel command is the sandbox's (bubblewrap + bootstrap)."""
+
+        sandbox_command: Any = None  # callable(connection_file) -> argv
+        sandbox_owner: tuple[int, int] | None = None
+
+        def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+            return list(self.sandbox_command(os.path.realpath(self.connection_file)))
+
+        def write_connection_file(self, **kwargs: Any) -> None:
+            super().write_connection_file(**kwargs)
+            if self.sandbox_owner is not None:
+                # the kernel reads it after dropping to its own uid
+                os.chown(self.connection_file, *self.sandbox_owner)
+
+    return SandboxKernelManager
+
+
+def _zmq_context() -> Any:
+    import zmq
+
+    return zmq.Context.instance()
+
+
+_LIVE: weakref.WeakSet[Sandbox] = weakref.WeakSet()
+_atexit_lock = threading.Lock()
+_atexit_registered = False
+
+
+def _shutdown_live_sandboxes() -> None:
+    for sandbox in list(_LIVE):
+        sandbox.shutdown()
+
+
+def _register_atexit() -> None:
+    global _atexit_registered
+    with _atexit_lock:
+        if not _atexit_registered:
+            atexit.register(_shutdown_live_sandboxes)
+            _atexit_registered = True
+
+
+_STATE_PREFIX = "composite-sandbox-"
+_janitor_done: set[str] = set()
+
+
+def _process_identity(pid: int) -> str | None:
+    """pid plus its start time: survives pid reuse."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            start = fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+    return f"{pid} {start}"
+
+
+def _owned_by_us(path: Path, kind: Any) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return bool(kind(st.st_mode)) and st.st_uid == os.geteuid()
+
+
+def cleanup_stale_state(runtime_dir: str | None = None) -> int:
+    """Remove sandbox state directories (and their own workdirs) left behind by host processes
+    that died without shutting down (e.g. SIGKILL); returns how many were removed."""
+    parent = Path(runtime_dir or tempfile.gettempdir())
+    removed = 0
+    try:
+        candidates = [p for p in parent.iterdir() if p.name.startswith(_STATE_PREFIX)]
+    except OSError:
+        return 0
+    for state in candidates:
+        # trust only what this user created: anyone can make a directory in /tmp
+        if not _owned_by_us(state, stat.S_ISDIR):
+            continue
+        try:
+            if not _owned_by_us(state / "owner", stat.S_ISREG):
+                continue
+            owner = (state / "owner").read_text(encoding="ascii").strip()
+            pid = int(owner.split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # not ours, or still being set up
+        if _process_identity(pid) != owner:
+            workdir = ""
+            if _owned_by_us(state / "remove-workdir", stat.S_ISREG):
+                workdir = (state / "remove-workdir").read_text(encoding="utf-8").strip()
+            if workdir:
+                shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(state, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _fmt_seconds(value: float) -> str:
+    return f"{value:g}"
+
+
+def _safe_name(name: str) -> str:
+    base = str(name).replace("\\", "/").split("/")[-1]
+    base = "".join(ch for ch in base if ch.isprintable()).strip()
+    if base in ("", ".", "..") or len(base.encode("utf-8")) > 255:
+        raise SandboxError(f"invalid file name {name!r}: expected a plain file name such as 'data.csv'")
+    return base
+
+
+class Sandbox:
+    """One sandboxed Jupyter kernel with its own working directory. Thread-safe: executions are
+    serialized; interrupt() may be called from another thread while execute() runs.
+
+    workdir: the writable directory (None: a fresh temporary one, removed at shutdown). As root
+    the kernel runs as its own uid, so a given directory is handed to that uid while the sandbox
+    lives and given back (owner and mode) at shutdown. cleanup_workdir: remove it at shutdown
+    (default: only when we created it). hide: extra host directories the kernel must not see.
+    """
+
+    def __init__(
+        self,
+        workdir: str | Path | None = None,
+        config: SandboxConfig | None = None,
+        *,
+        cleanup_workdir: bool | None = None,
+        hide: tuple[str, ...] = (),
+    ) -> None:
+        self.config = config if config is not None else SandboxConfig.from_env()
+        self._python = self.config.python or sys.executable
+        self.isolation, self.isolation_note, self.isolation_detail = self._choose_isolation()
+        self._full = self.isolation == "full"
+        self._as_root = os.geteuid() == 0
+        # root ignores RLIMIT_NPROC: run the kernel as its own unprivileged uid whenever we can
+        self.kernel_uid: int | None = None
+        if self._as_root and (self._full or accessible_to_others(python_paths(self._python))):
+            self.kernel_uid = allocate_uid(self.config.kernel_uid)
+        elif self._as_root:
+            self.isolation_detail = (self.isolation_detail + "; " if self.isolation_detail else "") + (
+                "the kernel runs as root because its Python is not readable by other users, "
+                "so the process-count limit is not enforced and the code could raise its limits"
+            )
+        self._owner = (self.kernel_uid, self.kernel_uid) if self.kernel_uid is not None else None
+
+        runtime_parent = self.config.runtime_dir or None
+        if (runtime_parent or "") not in _janitor_done:
+            _janitor_done.add(runtime_parent or "")
+            cleanup_stale_state(runtime_parent)
+        self._state_dir = Path(tempfile.mkdtemp(prefix=_STATE_PREFIX, dir=runtime_parent))
+        os.chmod(self._state_dir, 0o711)
+        (self._state_dir / "owner").write_text(_process_identity(os.getpid()) or "", encoding="ascii")
+        if workdir is None:
+            workdir = self._state_dir / "work"
+            self._cleanup_workdir = True if cleanup_workdir is None else cleanup_workdir
+        else:
+            self._cleanup_workdir = bool(cleanup_workdir)
+        self.workdir = Path(workdir).resolve()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self._cleanup_workdir and not self.workdir.is_relative_to(self._state_dir):
+            (self._state_dir / "remove-workdir").write_text(str(self.workdir), encoding="utf-8")
+        self._prepare_workdir()
+        self._hide = tuple(hide)
+
+        self._lock = threading.Lock()  # held by an execution or a lifecycle change
+        self._km: Any = None
+        self._proc: Any = None
+        self._shell: Any = None
+        self._iopub: Any = None
+        self._poller: Any = None
+        self._run_dir: Path | None = None
+        self._inner_pid: int | None = None
+        self._log_path: Path | None = None
+        self._launches = 0
+        self._ready = False
+        self._closed = False  # set when shutdown() begins: refuse new work
+        self._shut_down = False  # set when shutdown() has finished
+        self._image_counter: int | None = None
+        self._start_thread: threading.Thread | None = None
+        self._start_error: BaseException | None = None
+        self.last_result: ExecutionResult | None = None
+        self.last_used = time.monotonic()
+        _LIVE.add(self)
+        _register_atexit()
+
+    # ----------------------------------------------------------------- isolation and layout
+    def _choose_isolation(self) -> tuple[str, str, str]:
+        mode = self.config.isolation
+        if mode == "reduced":
+            return "reduced", REDUCED_NOTE, "bubblewrap not used (isolation=reduced was configured)"
+        works, reason = probe_bwrap(self.config.bwrap)
+        if works:
+            return "full", FULL_NOTE, ""
+        if mode == "full":
+            raise SandboxStartError(
+                f"isolation=full was required but bubblewrap does not work here: {reason}"
+            )
+        logger.warning("%s: %s", REDUCED_NOTE, reason)
+        return "reduced", REDUCED_NOTE, reason
+
+    def _prepare_workdir(self) -> None:
+        self._workdir_original: tuple[int, int, int] | None = None
+        if self._owner is None:
+            return
+        st = os.lstat(self.workdir)
+        if not self._cleanup_workdir:
+            # a directory the caller gave us: its owner and mode come back at shutdown()
+            self._workdir_original = (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+        if st.st_uid != self._owner[0]:
+            _chown_tree(self.workdir, None, self._owner)
+        os.chmod(self.workdir, 0o700)
+
+    def _restore_workdir(self) -> None:
+        if self._workdir_original is None or self._owner is None or not self.workdir.is_dir():
+            return
+        uid, gid, mode = self._workdir_original
+        _chown_tree(self.workdir, self._owner[0], (uid, gid))
+        os.chmod(self.workdir, mode)
+
+    def _hidden_paths(self) -> list[str]:
+        hide = ["/run", "/home", "/root", "/var/tmp", os.path.expanduser("~")]
+        hide += list(self.config.hide_paths) + list(self._hide)
+        if self.config.base_dir:
+            hide.append(self.config.base_dir)
+        return hide
+
+    def _private_tmp(self, run_dir: Path) -> str:
+        return "/tmp" if self._full else str(run_dir / "tmp")
+
+    def _kernel_env(self, run_dir: Path) -> dict[str, str]:
+        tmp = self._private_tmp(run_dir)
+        env = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ") if k in os.environ}
+        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+        env.setdefault("LANG", "C.UTF-8")
+        env.update(
+            HOME=str(self.workdir),
+            USER="sandbox",
+            LOGNAME="sandbox",
+            SHELL="/bin/sh",
+            TMPDIR=tmp,
+            MPLBACKEND="module://matplotlib_inline.backend_inline",
+            MPLCONFIGDIR=f"{tmp}/.matplotlib",
+            IPYTHONDIR=f"{tmp}/.ipython",
+            JUPYTER_CONFIG_DIR=f"{tmp}/.jupyter",
+            JUPYTER_DATA_DIR=f"{tmp}/.jupyter-data",
+            JUPYTER_RUNTIME_DIR=f"{tmp}/.jupyter-runtime",
+            JUPYTER_PLATFORM_DIRS="1",
+            XDG_CACHE_HOME=f"{tmp}/.cache",
+            XDG_CONFIG_HOME=f"{tmp}/.config",
+            MALLOC_ARENA_MAX="2",  # glibc reserves 64 MiB of address space per arena and thread
+            PYDEVD_DISABLE_FILE_VALIDATION="1",
+            COMPOSITE_SANDBOX="1",
+        )
+        return env
+
+    def _command(self, connection_file: str, run_dir: Path) -> list[str]:
+        nproc_offset = 0
+        if self.kernel_uid is None and not self._full and not self._as_root:
+            # same uid as the host user: the limit counts their processes too
+            nproc_offset = count_user_tasks(os.getuid())
+        kernel_args = ["-f", connection_file, "--HistoryManager.enabled=False"]
+        inner = bootstrap_argv(
+            self._python,
+            self.config.limits.rlimits(nproc_offset),
+            self.kernel_uid,
+            str(self.workdir),
+            kernel_args,
+            watch_fd=host_watch_fd(),
+        )
+        if not self._full:
+            return inner
+        outer = bwrap_argv(
+            self.config.bwrap,
+            ro_paths=python_paths(self._python),
+            rw_paths=[str(self.workdir), str(run_dir)],
+            hide=self._hidden_paths(),
+            tmp_bytes=self.config.tmp_bytes,
+            drop_to_uid=self.kernel_uid is not None,
+        )
+        return [*outer, "--", *inner]
+
+    # ----------------------------------------------------------------------- lifecycle
+    @property
+    def alive(self) -> bool:
+        proc = self._proc
+        return not self._closed and proc is not None and proc.poll() is None
+
+    @property
+    def closed(self) -> bool:
+        """True once shutdown() has finished (processes gone, runtime files removed)."""
+        return self._shut_down
+
+    @property
+    def ready(self) -> bool:
+        return self._ready and self.alive
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    @property
+    def pid(self) -> int | None:
+        """Host pid of the kernel's outermost process (bubblewrap, or the kernel in reduced mode)."""
+        return self._proc.pid if self._proc is not None else None
+
+    def touch(self) -> None:
+        self.last_used = time.monotonic()
+
+    def start(self) -> None:
+        """Start the kernel and wait until it answers; idempotent (returns at once when ready)."""
+        if self.ready:
+            return
+        with self._lock:
+            self._ensure_started_locked()
+
+    def start_async(self) -> None:
+        """Start the kernel in the background; execute() and wait_ready() wait for it."""
+        if self.ready or self._closed:
+            return
+        thread = self._start_thread
+        if thread is not None and thread.is_alive():
+            return
+        self._start_error = None
+        self._start_thread = threading.Thread(
+            target=self._start_in_background, name="composite-sandbox-start", daemon=True
+        )
+        self._start_thread.start()
+
+    def _start_in_background(self) -> None:
+        try:
+            self.start()
+        except SandboxError as exc:
+            self._start_error = exc
+            if not self._closed:  # a start cut short by shutdown() is not worth a warning
+                logger.warning("sandbox start failed: %s", exc)
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait for a start_async(); re-raise its error; start now if it was never started."""
+        thread = self._start_thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                return False
+        if self._start_error is not None:
+            error, self._start_error = self._start_error, None
+            raise error
+        self.start()
+        return True
+
+    ensure_ready = wait_ready
+
+    def _ensure_started_locked(self) -> None:
+        if self._closed:
+            raise SandboxError("the sandbox was shut down; create a new one")
+        if self._ready and self._proc is not None and self._proc.poll() is None:
+            return
+        if self._km is not None:
+            self._kill_locked()
+        self._launch_locked()
+
+    def _launch_locked(self) -> None:
+        self._launches += 1
+        run_dir = self._state_dir / f"run-{self._launches}"
+        run_dir.mkdir(mode=0o700)
+        if not self._full:
+            (run_dir / "tmp").mkdir(mode=0o700)
+        if self._owner is not None:
+            os.chown(run_dir, *self._owner)
+            if not self._full:
+                os.chown(run_dir / "tmp", *self._owner)
+        ipc_prefix = str(run_dir / "k")
+        if len(ipc_prefix) > 90:
+            raise SandboxStartError(f"the runtime directory path is too long for Unix sockets: {run_dir}")
+        log_path = self._state_dir / f"kernel-{self._launches}.log"
+        km = _kernel_manager_class()(
+            transport="ipc",
+            ip=ipc_prefix,
+            connection_file=str(run_dir / "kernel.json"),
+            context=_zmq_context(),
+            kernel_name="python3",
+        )
+        km.sandbox_command = lambda cf: self._command(cf, run_dir)
+        km.sandbox_owner = self._owner
+        env = self._kernel_env(run_dir)
+        deadline = time.monotonic() + self.config.startup_timeout
+        self._run_dir, self._log_path = run_dir, log_path
+        with open(log_path, "wb") as log:
+
+            def spawn() -> None:
+                km.start_kernel(
+                    env=env,
+                    cwd=str(self.workdir),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    pass_fds=(host_watch_fd(),),
+                )
+
+            try:
+                launcher_call(spawn, timeout=self.config.startup_timeout)
+            except Exception as exc:  # any launch failure (OSError, jupyter_client errors) is a start error
+                shutil.rmtree(run_dir, ignore_errors=True)
+                raise SandboxStartError(f"could not launch the sandboxed kernel: {exc}") from exc
+        self._km = km
+        self._proc = km.provisioner.process
+        self._inner_pid = None
+        try:
+            self._connect_locked(deadline)
+        except SandboxStartError:
+            self._kill_locked()
+            raise
+        self._ready = True
+
+    def _startup_failure(self, what: str) -> SandboxStartError:
+        tail = ""
+        if self._log_path is not None:
+            try:
+                with open(self._log_path, "rb") as fh:
+                    fh.seek(max(0, os.fstat(fh.fileno()).st_size - 2000))
+                    tail = fh.read().decode("utf-8", "replace").strip()
+            except OSError:
+                pass
+        return SandboxStartError(f"the sandboxed kernel {what}" + (f"; kernel log:\n{tail}" if tail else ""))
+
+    def _connect_locked(self, deadline: float) -> None:
+        import zmq
+
+        km = self._km
+        paths = [f"{km.ip}-{km.shell_port}", f"{km.ip}-{km.iopub_port}"]
+        while not all(os.path.exists(p) for p in paths):
+            self._check_startup(deadline)
+            time.sleep(0.005)
+        if self._full:
+            # the kernel has bound its sockets, so bubblewrap's one child (the kernel) exists
+            self._inner_pid = _only_child(self._proc.pid)
+        self._shell = km.connect_shell()
+        self._iopub = km.connect_iopub()
+        for sock in (self._shell, self._iopub):
+            sock.linger = 0
+        self._poller = zmq.Poller()
+        self._poller.register(self._shell, zmq.POLLIN)
+        self._poller.register(self._iopub, zmq.POLLIN)
+        # the kernel is ready when it answers on shell and our IOPub subscription delivers (a
+        # SUB socket misses what is published before it is connected)
+        sent: set[str] = set()
+        shell_ok = iopub_ok = False
+        next_send = 0.0
+        while not (shell_ok and iopub_ok):
+            now = time.monotonic()
+            self._check_startup(deadline)
+            if now >= next_send:
+                msg = km.session.msg("kernel_info_request")
+                km.session.send(self._shell, msg)
+                sent.add(msg["header"]["msg_id"])
+                next_send = now + 0.25
+            events = dict(self._poller.poll(50))
+            if self._iopub in events:
+                while self._recv(self._iopub, content=False) is not None:
+                    iopub_ok = True
+            if self._shell in events:
+                while (reply := self._recv(self._shell, content=False)) is not None:
+                    if reply["parent_header"].get("msg_id") in sent:
+                        shell_ok = True
+
+    def _check_startup(self, deadline: float) -> None:
+        code = self._proc.poll()
+        if code is not None:
+            reason = exit_reason(code, self._full, self.config.cpu_seconds)
+            raise self._startup_failure(f"exited during startup ({reason})")
+        if time.monotonic() > deadline:
+            raise self._startup_failure(
+                f"did not become ready within {_fmt_seconds(self.config.startup_timeout)} s"
+            )
+
+    def _close_sockets(self) -> None:
+        for sock in (self._shell, self._iopub):
+            if sock is not None:
+                sock.close(linger=0)
+        self._shell = self._iopub = self._poller = None
+
+    def _kill_locked(self) -> None:
+        km, proc, run_dir, inner = self._km, self._proc, self._run_dir, self._inner_pid
+        self._ready = False
+        self._close_sockets()
+        _kill_process(proc, inner)
+        if km is not None:
+            try:
+                launcher_call(lambda: km.shutdown_kernel(now=True), timeout=15)
+            except Exception as exc:  # best effort: the kernel may be half-dead; kill it directly below
+                logger.debug("shutdown_kernel failed: %s", exc)
+        _kill_process(proc, inner)
+        if inner is not None:
+            # the kernel itself (bubblewrap's child) may take a moment longer to exit
+            _wait_gone(inner, 5.0)
+        if run_dir is not None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        self._km = self._proc = self._run_dir = self._inner_pid = None
+
+    def interrupt(self) -> None:
+        """Send SIGINT to the running code (through the kernel manager); safe from any thread."""
+        km = self._km
+        if km is None or not self.alive:
+            return
+        try:
+            launcher_call(km.interrupt_kernel, timeout=10)
+        except Exception as exc:  # an interrupt is advisory; a dead kernel is handled by execute()
+            logger.debug("interrupt failed: %s", exc)
+
+    def restart(self) -> None:
+        """Kill the kernel and start a fresh one (variables are lost; workdir files stay)."""
+        with self._lock:
+            if self._closed:
+                raise SandboxError("the sandbox was shut down; create a new one")
+            self._kill_locked()
+            self._launch_locked()
+
+    def shutdown(self) -> None:
+        """Stop the kernel, remove its runtime files (and the workdir if this sandbox created it)."""
+        if self._closed:
+            return
+        self._closed = True
+        # kill first so that an execution running in another thread returns promptly
+        _kill_process(self._proc, self._inner_pid)
+        with self._lock:
+            self._kill_locked()
+            shutil.rmtree(self._state_dir, ignore_errors=True)
+            if self._cleanup_workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+            else:
+                self._restore_workdir()
+            if self.config.kernel_uid is None:
+                release_uid(self.kernel_uid)
+            self._shut_down = True
+        _LIVE.discard(self)
+
+    close = shutdown
+
+    def __enter__(self) -> Sandbox:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("ready" if self._ready else "not started")
+        return f"<Sandbox {self.workdir} isolation={self.isolation} {state}>"
+
+    # ------------------------------------------------------------------------ messages
+    def _recv(self, sock: Any, content: bool = True) -> dict[str, Any] | None:
+        """One message from sock without blocking, or None. With content=False the content frame
+        is left raw (a zmq Frame) so huge outputs are not parsed whole."""
+        import zmq
+
+        try:
+            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return None
+        session = self._km.session
+        try:
+            _idents, msg_list = session.feed_identities(frames, copy=False)
+            msg = session.deserialize(msg_list, content=False, copy=False)
+        except ValueError as exc:
+            logger.warning("ignoring an invalid kernel message: %s", exc)
+            return {
+                "header": {"msg_type": "invalid"},
+                "parent_header": {},
+                "msg_type": "invalid",
+                "content": {},
+            }
+        if content:
+            msg["content"] = session.unpack(msg["content"].bytes)
+        return msg
+
+    def _unpack(self, msg: dict[str, Any]) -> dict[str, Any]:
+        raw = msg["content"]
+        return self._km.session.unpack(raw.bytes if hasattr(raw, "bytes") else raw)
+
+    def _save_image(self, ext: str, raw: bytes) -> str:
+        if self._image_counter is None:
+            highest = 0
+            for entry in os.listdir(self.workdir):
+                match = re.fullmatch(r"plot_(\d+)\.\w+", entry)
+                if match:
+                    highest = max(highest, int(match.group(1)))
+            self._image_counter = highest
+        self._image_counter += 1
+        name = f"plot_{self._image_counter}.{ext}"
+        while os.path.lexists(self.workdir / name):  # never replace a file the code wrote
+            self._image_counter += 1
+            name = f"plot_{self._image_counter}.{ext}"
+        try:
+            write_file_safely(self.workdir, name, raw, self._owner)
+        except OSError as exc:
+            logger.warning("could not save %s: %s", name, exc)
+            return ""
+        return name
+
+    # ----------------------------------------------------------------------- execution
+    def execute(self, code: str, timeout: float | None = None) -> ExecutionResult:
+        """Run code; returns every output in order and how it ended. Raises SandboxError only
+        when the kernel cannot be started or the sandbox was shut down."""
+        gen = self._run(code, timeout)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as stop:
+                return stop.value
+
+    def execute_iter(
+        self, code: str, timeout: float | None = None
+    ) -> Generator[Output, None, ExecutionResult]:
+        """Like execute(), yielding outputs as they arrive. When the run ends in a timeout or a
+        kernel death, a last Output(kind="error") carries the message. The generator's return
+        value (and `last_result`) is the ExecutionResult."""
+        result = yield from self._run(code, timeout)
+        if result.status not in ("ok", "error") and result.message:
+            yield Output(kind="error", text=f"[{result.status}] {result.message}")
+        return result
+
+    def _run(self, code: str, timeout: float | None) -> Generator[Output, None, ExecutionResult]:
+        started = time.monotonic()
+        timeout = self.config.timeout if timeout is None else float(timeout)
+        if not code or not code.strip():
+            result = ExecutionResult([], "no_code", "there was no code to run", 0.0)
+            self.last_result = result
+            return result
+        self._lock.acquire()
+        finished = False
+        state: _RunState | None = None
+        try:
+            note = self._revive_locked()
+            # the clock starts once the kernel is up: a cold start is not the code's time
+            started = self.last_used = time.monotonic()
+            collector = OutputCollector(
+                self.config.max_output_chars, self.config.max_images, self._save_image
+            )
+            outputs: list[Output] = []
+            state = _RunState(self._send_execute(code), started + timeout)
+            for out in self._collect(state, collector, timeout):
+                outputs.append(out)
+                yield out
+            marker = collector.cut_marker()
+            if marker is not None:
+                outputs.append(marker)
+                yield marker
+            message = state.message
+            if note:
+                message = f"{message}; {note}" if message else note
+            result = ExecutionResult(
+                _merge_streams(outputs), state.status, message, time.monotonic() - started
+            )
+            finished = True
+            self.last_result = result
+            return result
+        finally:
+            if not finished and state is not None and self._km is not None and not self._closed:
+                # the caller stopped iterating: do not leave the code running behind its back
+                self._settle_abandoned(state)
+            self.last_used = time.monotonic()
+            self._lock.release()
+
+    def _settle_abandoned(self, state: _RunState) -> None:
+        """Interrupt an execution nobody listens to any more and wait for its reply, so that the
+        kernel is idle (and not aborting queued requests) when the next execution starts."""
+        self.interrupt()
+        until = time.monotonic() + self.config.interrupt_grace
+        sink = OutputCollector(0, 0, lambda ext, raw: "")
+        while state.reply is None and time.monotonic() < until:
+            if self._proc is None or self._proc.poll() is not None:
+                return  # the next execution notices the death and restarts
+            events = dict(self._poller.poll(50))
+            if self._iopub in events:
+                for _ in self._drain_iopub(state, sink):
+                    pass
+            if self._shell in events:
+                self._drain_shell(state)
+        if state.reply is None:
+            self._restart_after_failure(state)
+
+    def _revive_locked(self) -> str:
+        """Start the kernel if needed; if it died since the last execution, restart it and return
+        a note saying so."""
+        note = ""
+        if self._ready and self._proc is not None and self._proc.poll() is not None and not self._closed:
+            reason = exit_reason(self._proc.poll(), self._full, self.config.cpu_seconds)
+            note = (
+                f"the kernel had died since the last execution ({reason}); "
+                "it was restarted and variables were lost"
+            )
+        self._ensure_started_locked()
+        return note
+
+    def _send_execute(self, code: str) -> str:
+        session = self._km.session
+        msg = session.msg(
+            "execute_request",
+            {
+                "code": code,
+                "silent": False,
+                "store_history": True,
+                "user_expressions": {},
+                "allow_stdin": False,
+                # we send one request at a time; with stop_on_error ipykernel answers the error
+                # first and only then starts aborting queued requests, so a request sent right
+                # after an error could be aborted
+                "stop_on_error": False,
+            },
+        )
+        session.send(self._shell, msg)
+        return msg["header"]["msg_id"]
+
+    def _collect(self, state: _RunState, collector: OutputCollector, timeout: float) -> Iterator[Output]:
+        grace = self.config.interrupt_grace
+        while True:
+            now = time.monotonic()
+            if state.reply is not None and (state.idle or now - state.reply_at > 2.0):
+                break
+            if state.interrupted_at is None and now >= state.deadline and state.reply is None:
+                self.interrupt()
+                state.interrupted_at = state.signalled_at = now
+            elif state.interrupted_at is not None and state.reply is None and now - state.signalled_at >= 1.0:
+                # a SIGINT that lands between two executions (before ipykernel arms its handler)
+                # is lost; repeat it while waiting for the answer
+                self.interrupt()
+                state.signalled_at = now
+            if (
+                state.interrupted_at is not None
+                and state.reply is None
+                and now >= state.interrupted_at + grace
+            ):
+                state.status = "timeout"
+                state.message = (
+                    f"timed out after {_fmt_seconds(timeout)} s; the kernel did not answer the "
+                    f"interrupt within {_fmt_seconds(grace)} s and was restarted (variables lost)"
+                )
+                self._restart_after_failure(state)
+                return
+            if state.reply is not None:
+                wake = state.reply_at + 2.0
+            elif state.interrupted_at is not None:
+                wake = state.interrupted_at + grace
+            else:
+                wake = state.deadline
+            wait_ms = max(0, min(100, int((wake - now) * 1000) + 1))
+            events = dict(self._poller.poll(wait_ms))
+            if self._iopub in events:
+                yield from self._drain_iopub(state, collector)
+            if self._shell in events:
+                self._drain_shell(state)
+            if not events and self._proc.poll() is not None:
+                yield from self._drain_iopub(state, collector)
+                self._on_death(state)
+                return
+        reply = state.reply or {}
+        status = reply.get("status", "error")
+        if state.interrupted_at is not None:
+            # even if the code caught the KeyboardInterrupt and finished, it overran its time
+            state.status = "timeout"
+            state.message = f"timed out after {_fmt_seconds(timeout)} s; interrupted"
+        elif status == "ok":
+            state.status = "ok"
+        elif status == "aborted":
+            state.status = "aborted"
+            state.message = "the kernel skipped this code (aborted after an earlier error or interrupt)"
+        elif reply.get("ename") == "KeyboardInterrupt":
+            state.status = "interrupted"  # interrupt() from another thread, e.g. a Stop button
+            state.message = "interrupted (KeyboardInterrupt)"
+        else:
+            state.status = "error"
+            summary = f"{reply.get('ename', 'Error')}: {reply.get('evalue', '')}".rstrip(": ")
+            state.message = cut_middle(summary, 500)
+            if reply.get("ename") == "StdinNotImplementedError":
+                state.message = STDIN_NOTE
+            if not state.saw_error and reply.get("ename"):
+                out = collector.error(
+                    reply.get("ename", ""), reply.get("evalue", ""), reply.get("traceback", [])
+                )
+                yield out
+
+    def _drain_shell(self, state: _RunState) -> None:
+        while (msg := self._recv(self._shell, content=False)) is not None:
+            if msg["parent_header"].get("msg_id") == state.msg_id and msg["msg_type"] == "execute_reply":
+                state.reply = self._unpack(msg)
+                state.reply_at = time.monotonic()
+
+    def _drain_iopub(self, state: _RunState, collector: OutputCollector) -> Iterator[Output]:
+        while (msg := self._recv(self._iopub, content=False)) is not None:
+            if msg["parent_header"].get("msg_id") != state.msg_id:
+                continue  # another (earlier, timed out) request's late output
+            kind = msg["msg_type"]
+            out: Output | None = None
+            if kind == "stream":
+                frame = msg["content"]
+                size = len(frame.buffer) if hasattr(frame, "buffer") else len(frame)
+                if size > _LARGE_FRAME:
+                    room = max(collector.max_chars - collector.kept_chars, 0)
+                    name, text, rest = decode_large_stream(
+                        frame.buffer if hasattr(frame, "buffer") else frame, room
+                    )
+                    out = collector.stream(name, text, extra_dropped=rest)
+                else:
+                    content = self._unpack(msg)
+                    out = collector.stream(content.get("name", "stdout"), content.get("text", ""))
+            elif kind in ("execute_result", "display_data", "update_display_data"):
+                content = self._unpack(msg)
+                out = collector.rich(
+                    "result" if kind == "execute_result" else "display",
+                    content.get("data") or {},
+                    content.get("metadata") or {},
+                )
+            elif kind == "error":
+                content = self._unpack(msg)
+                state.saw_error = True
+                out = collector.error(
+                    content.get("ename", ""), content.get("evalue", ""), content.get("traceback") or []
+                )
+            elif kind == "status":
+                if self._unpack(msg).get("execution_state") == "idle":
+                    state.idle = True
+            if out is not None:
+                yield out
+
+    def _on_death(self, state: _RunState) -> None:
+        code = self._proc.poll()
+        reason = exit_reason(code, self._full, self.config.cpu_seconds)
+        state.status = "died"
+        if self._closed:
+            state.message = "the sandbox was shut down while the code was running"
+            return
+        state.message = f"the kernel died ({reason}); it was restarted and variables were lost"
+        self._restart_after_failure(state)
+
+    def _restart_after_failure(self, state: _RunState) -> None:
+        if self._closed:
+            return
+        self._kill_locked()
+        try:
+            self._launch_locked()
+        except SandboxError as exc:
+            state.message = state.message.replace("was restarted", "could not be restarted") + f" ({exc})"
+
+    # --------------------------------------------------------------------------- files
+    def upload(self, name: str, data: bytes) -> Path:
+        """Save data as workdir/<name>; name is reduced to a plain file name (no directories, no
+        traversal) and an existing file is replaced. Returns the path."""
+        safe = _safe_name(name)
+        if len(data) > self.config.max_file_bytes:
+            raise SandboxError(
+                f"{safe!r} is {len(data)} bytes; the sandbox file size limit is "
+                f"{self.config.max_file_bytes} bytes"
+            )
+        try:
+            return write_file_safely(self.workdir, safe, bytes(data), self._owner)
+        except OSError as exc:
+            raise SandboxError(f"could not save {safe!r} into the sandbox: {exc}") from exc
+
+    def list_files(self) -> list[Path]:
+        """Regular files in the workdir (recursively; hidden names and symbolic links skipped, so
+        a file planted as a link to a host file is never offered), at most 1000."""
+        found: list[Path] = []
+        for root, dirs, files in os.walk(self.workdir, followlinks=False):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(files):
+                if name.startswith("."):
+                    continue
+                path = Path(root) / name
+                try:
+                    if stat.S_ISREG(os.lstat(path).st_mode):
+                        found.append(path)
+                except OSError:
+                    continue
+                if len(found) >= 1000:
+                    return found
+        return found
+
+    def read_file(self, name: str | Path, max_bytes: int = 100 * _MiB) -> bytes:
+        """Read a file of the workdir (relative path) without following any symbolic link."""
+        rel = Path(name)
+        if rel.is_absolute():
+            try:
+                rel = rel.relative_to(self.workdir)
+            except ValueError:
+                raise SandboxError(f"{str(name)!r} is not inside the sandbox workdir") from None
+        parts = [p for p in rel.parts if p not in ("", ".")]
+        if not parts or ".." in parts:
+            raise SandboxError(f"invalid workdir path {str(name)!r}")
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+        dirfd = os.open(self.workdir, flags | os.O_DIRECTORY)
+        try:
+            for part in parts[:-1]:
+                nxt = os.open(part, flags | os.O_DIRECTORY, dir_fd=dirfd)
+                os.close(dirfd)
+                dirfd = nxt
+            fd = os.open(parts[-1], flags, dir_fd=dirfd)
+        except OSError as exc:
+            raise SandboxError(f"cannot read {str(name)!r} from the sandbox: {exc}") from exc
+        finally:
+            os.close(dirfd)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise SandboxError(f"{str(name)!r} is not a regular file")
+            data = fh.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise SandboxError(f"{str(name)!r} is larger than {max_bytes} bytes")
+        return data
+
+
+def _chown_tree(root: Path, only_uid: int | None, owner: tuple[int, int]) -> None:
+    """chown root and everything under it (entries owned by only_uid, if given) to owner. fwalk
+    with directory fds never follows a link the sandboxed code may have planted; it runs only
+    while no kernel of the sandbox is alive."""
+    for _root, dirs, files, dirfd in os.fwalk(root, follow_symlinks=False):
+        for entry in dirs + files:
+            try:
+                if only_uid is None or os.stat(entry, dir_fd=dirfd, follow_symlinks=False).st_uid == only_uid:
+                    os.chown(entry, *owner, dir_fd=dirfd, follow_symlinks=False)
+            except OSError:
+                continue
+    if only_uid is None or os.lstat(root).st_uid == only_uid:
+        os.chown(root, *owner)
+
+
+def _kill_process(proc: Any, inner: int | None) -> None:
+    """SIGKILL a kernel and wait for it. The sandboxed kernel goes first so that bubblewrap reaps
+    it; killing both at once (as jupyter_client's process-group kill does) leaves the kernel a
+    zombie for the host's init. Then the whole process group, for whatever is left."""
+    if proc is None or proc.poll() is not None:
+        return
+    if inner is not None:
+        try:
+            os.kill(inner, signal.SIGKILL)
+            proc.wait(3)
+            return
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        proc.kill()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        logger.warning("kernel process %s did not exit after SIGKILL", proc.pid)
+
+
+def _only_child(pid: int) -> int | None:
+    """The pid of the single child of pid (bubblewrap's sandboxed process), if known."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
+            children = fh.read().split()
+    except OSError:
+        return None
+    return int(children[0]) if len(children) == 1 else None
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    until = time.monotonic() + timeout
+    while time.monotonic() < until:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+                state = fh.read().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            return
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.01)
+
+
+@dataclass
+class _RunState:
+    msg_id: str
+    deadline: float
+    reply: dict[str, Any] | None = None
+    reply_at: float = 0.0
+    idle: bool = False
+    interrupted_at: float | None = None
+    signalled_at: float = 0.0
+    saw_error: bool = False
+    status: str = "ok"
+    message: str = ""
+
+
+def _merge_streams(outputs: list[Output]) -> list[Output]:
+    merged: list[Output] = []
+    for out in outputs:
+        if merged and out.kind in ("stdout", "stderr") and merged[-1].kind == out.kind:
+            merged[-1] = Output(kind=out.kind, text=merged[-1].text + out.text)
+        else:
+            merged.append(out)
+    return merged
+
+
+class SandboxManager:
+    """Per-session kernels keyed by session id. Kernels idle longer than config.idle_timeout are
+    shut down by a background culler; config.prestart spare kernels are kept started so a new
+    session gets a ready kernel at once; everything is shut down at exit (atexit)."""
+
+    def __init__(self, config: SandboxConfig | None = None, base_dir: str | Path | None = None) -> None:
+        self.config = config if config is not None else SandboxConfig.from_env()
+        default_base = Path(tempfile.gettempdir()) / f"composite-sandboxes-{os.geteuid()}"
+        self.base_dir = Path(base_dir or self.config.base_dir or default_base).resolve()
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.base_dir, 0o711)  # kernels may pass through to their own dir, not list others
+        self._sessions: dict[str, Sandbox] = {}
+        self._spares: list[Sandbox] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._stop = threading.Event()
+        self._culler: threading.Thread | None = None
+        atexit.register(self.shutdown_all)
+
+    def _new_sandbox(self) -> Sandbox:
+        workdir = tempfile.mkdtemp(prefix="session-", dir=self.base_dir)
+        return Sandbox(workdir, self.config, cleanup_workdir=True, hide=(str(self.base_dir),))
+
+    def get(self, session_id: str) -> Sandbox:
+        """The session's sandbox, created (and started in the background) on first use."""
+        created = False
+        with self._lock:
+            if self._closed:
+                raise SandboxError("the sandbox manager was shut down")
+            sandbox = self._sessions.get(session_id)
+            if sandbox is None or sandbox._closed:
+                sandbox = self._spares.pop(0) if self._spares else self._new_sandbox()
+                self._sessions[session_id] = sandbox
+                created = True
+            sandbox.touch()
+        sandbox.start_async()
+        if created:
+            self._refill_spares()
+        self._ensure_culler()
+        return sandbox
+
+    def _refill_spares(self) -> None:
+        with self._lock:
+            while not self._closed and len(self._spares) < self.config.prestart:
+                spare = self._new_sandbox()
+                spare.start_async()
+                self._spares.append(spare)
+
+    def prestart(self) -> None:
+        """Start the spare kernels now (e.g. when the app starts)."""
+        self._refill_spares()
+
+    def __contains__(self, session_id: str) -> bool:
+        return session_id in self._sessions
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    @property
+    def sessions(self) -> list[str]:
+        return list(self._sessions)
+
+    def close(self, session_id: str) -> bool:
+        with self._lock:
+            sandbox = self._sessions.pop(session_id, None)
+        if sandbox is None:
+            return False
+        sandbox.shutdown()
+        return True
+
+    def cull_idle(self, now: float | None = None) -> list[str]:
+        """Shut down sandboxes idle longer than config.idle_timeout (and forget closed ones)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            victims = [
+                sid
+                for sid, sb in self._sessions.items()
+                if sb._closed or (not sb.busy and now - sb.last_used > self.config.idle_timeout)
+            ]
+            doomed = [self._sessions.pop(sid) for sid in victims]
+        for sandbox in doomed:
+            sandbox.shutdown()
+        return victims
+
+    def _ensure_culler(self) -> None:
+        with self._lock:
+            if self._culler is not None or self._closed:
+                return
+            interval = min(60.0, max(0.2, self.config.idle_timeout / 4))
+            self._culler = threading.Thread(
+                target=self._cull_loop, args=(interval,), name="composite-sandbox-culler", daemon=True
+            )
+            self._culler.start()
+
+    def _cull_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.cull_idle()
+            except Exception:  # the culler must survive one bad sandbox; log and go on
+                logger.exception("sandbox culling failed")
+
+    def shutdown_all(self) -> None:
+        """Shut down every session and spare kernel; the manager refuses new sessions after."""
+        with self._lock:
+            self._closed = True
+            doomed = list(self._sessions.values()) + self._spares
+            self._sessions.clear()
+            self._spares = []
+        self._stop.set()
+        for sandbox in doomed:
+            sandbox.shutdown()
+
+
+def run_exec_cli(code: str, timeout: float | None, workdir: str | None, out: IO[str]) -> int:
+    """`python -m composite exec`: run code once in a fresh sandbox, print each output as a JSON
+    line ({"kind", "text", "filename", ...}) as it arrives, then {"status", "message",
+    "isolation", ...}. Exit code: 0 ok, 1 the code raised, 2 timeout/kernel death, 3 no sandbox."""
+
+    def emit(item: dict[str, Any]) -> None:
+        out.write(json.dumps(item, ensure_ascii=False) + "\n")
+        out.flush()
+
+    try:
+        sandbox = Sandbox(workdir)
+    except (SandboxError, ConfigError, OSError) as exc:
+        emit({"status": "sandbox_error", "message": str(exc), "isolation": None})
+        return 3
+    try:
+        gen = sandbox._run(code, timeout)
+        while True:
+            try:
+                emit(next(gen).to_json())
+            except StopIteration as stop:
+                result: ExecutionResult = stop.value
+                break
+        emit(
+            {
+                "status": result.status,
+                "message": result.message,
+                "isolation": sandbox.isolation,
+                "isolation_note": sandbox.isolation_note,
+                "duration": round(result.duration, 3),
+                "workdir": str(sandbox.workdir) if workdir else None,
+            }
+        )
+        return {"ok": 0, "error": 1, "no_code": 0}.get(result.status, 2)
+    except SandboxError as exc:
+        emit(
+            {
+                "status": "sandbox_error",
+                "message": str(exc),
+                "isolation": sandbox.isolation,
+                "isolation_note": sandbox.isolation_note,
+            }
+        )
+        return 3
+    finally:
+        sandbox.shutdown()
