@@ -11,9 +11,11 @@ from pages import _shared as ui
 MODE = "code"
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(show_spinner=False, max_entries=1, on_release=lambda manager: manager.shutdown_all())
 def sandbox_manager(memory_gib: float, cpu_seconds: int):
-    """One manager per process (and per limit setting): per-session kernels, idle culling, shutdown at exit."""
+    """One manager per process: per-session kernels, idle culling, shutdown at exit.
+
+    New limits replace the manager, which restarts the kernels (variables are lost, files too)."""
     from composite.sandbox import SandboxConfig, SandboxManager
 
     config = SandboxConfig.from_env(memory_bytes=int(memory_gib * 2**30), cpu_seconds=cpu_seconds)
