@@ -112,3 +112,25 @@ def test_batch_file_errors_are_clear(tmp_path, tiny_model_dir):
     bad.write_text('{"prompt": "ok"}\n{"nope": 1}\n')
     code, _, err = run(["tool", "--batch", str(bad), "--model", str(tiny_model_dir)])
     assert code == 2 and "bad.jsonl:2" in err and "prompt" in err
+
+
+def test_exec_runs_stdin_in_the_sandbox_and_prints_ordered_json_lines():
+    code, out, err = run(["exec", "--timeout", "20"], stdin="import sys\nprint('out')\nprint('err', file=sys.stderr)\n6*7\n")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0, err
+    assert [r["kind"] for r in rows[:-1]] == ["stdout", "stderr", "result"]
+    assert rows[2]["text"] == "42" and rows[-1]["status"] == "ok" and rows[-1]["isolation"] == "full"
+
+
+def test_exec_reports_a_timeout_with_its_exit_code():
+    code, out, _ = run(["exec", "--timeout", "1"], stdin="while True: pass\n")
+    final = json.loads(out.splitlines()[-1])
+    assert code == 2 and final["status"] == "timeout" and "timed out" in final["message"]
+
+
+def test_code_runs_the_loop_with_a_fresh_sandbox(tiny_model_dir):
+    code, out, err = run(["code", "what is 2**10?", "--model", str(tiny_model_dir), "--temperature", "0",
+                          "--max-new-tokens", "4", "--json"])
+    assert code == 0, err
+    assert "sandbox: full" in err
+    assert [json.loads(line)["role"] for line in out.splitlines()][:2] == ["system", "user"]
