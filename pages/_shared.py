@@ -158,7 +158,7 @@ def _image_paths(message: Message, workdir: Path | None) -> list[Path]:
 
 def render_call(message: Message) -> None:
     if message.metadata == "interpreter":
-        with st.status("🧑‍💻 Code", state="complete", expanded=False):
+        with st.status("🧑‍💻 Code", state="complete", expanded=True):
             from composite.dialect import extract_code_block
 
             st.code(extract_code_block(message.content) or message.content, language="python")
@@ -174,7 +174,8 @@ def render_call(message: Message) -> None:
 def render_observation(message: Message, workdir: Path | None = None) -> None:
     extra = message.extra
     failed = bool(extra.get("error")) or extra.get("status") not in (None, "ok") or message.content.startswith("Error")
-    label = "Observation" + (f" · {extra['duration']:.2f} s" if "duration" in extra else "")
+    preview = message.content.strip().splitlines()[0][:80] if message.content.strip() else "(no output)"
+    label = "Observation" + (f" · {extra['duration']:.2f} s" if "duration" in extra else "") + f" · {preview}"
     if extra.get("manual"):
         label += " · typed by you"
     with st.status(label, state="error" if failed else "complete", expanded=failed):
@@ -323,7 +324,19 @@ def approval_controls(mode: str, manual: bool) -> None:
                 st.rerun()
 
 
+def _use_main_navigation() -> None:
+    """Streamlit 1.67 treats a `pages/` folder as v1 multipage navigation until main.py's
+    st.navigation has run once; a deep link (/tool) as the first request after start would run
+    this page alone under a file-name menu. Switch to main.py's navigation and run again."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def page_header(mode: str) -> None:
+    _use_main_navigation()
     st.title(TITLES[mode])
 
 
