@@ -102,3 +102,15 @@ def test_import_rejects_bad_json_clearly():
         import_conversation(json.dumps([{"content": "x"}]).encode())
     msgs = import_conversation(json.dumps([{"role": "user", "content": "hi"}]).encode())
     assert msgs[0].content == "hi"
+
+
+def test_stop_keeps_the_partial_answer_in_the_history(chat):
+    """Streamlit's stop ends the script inside the stream; the next run keeps what had streamed."""
+    from composite.messages import Message
+
+    chat.session_state["chat_history"] = [Message("system", "s"), Message("user", "tell me a story")]
+    chat.session_state["chat_partial"] = {"text": "\nOnce upon a ti", "length": 2, "dialect": "chatglm3"}
+    chat.run()
+    last = _history(chat)[-1]
+    assert (last.role, last.content, last.extra.get("stopped")) == ("assistant", "Once upon a ti", True)
+    assert any("(stopped)" in m.value for m in chat.markdown)
