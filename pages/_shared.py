@@ -348,6 +348,22 @@ def user_input(mode: str, placeholder: str) -> str | None:
     return str(prompt)
 
 
+def start_turn(mode: str, runtime, prompt: str | None, wanted: bool) -> bool:
+    """Append and show the user's message; True when the agent should run now.
+
+    Without a model, a typed message is not lost silently: the page says why it was not sent."""
+    if runtime is None:
+        if prompt:
+            st.warning("No model is loaded: fix the model path in the sidebar (your message was not sent).")
+        return False
+    if not (prompt or wanted):
+        return False
+    if prompt:
+        history(mode).append(Message("user", prompt))
+        st.chat_message("user").markdown(prompt)
+    return True
+
+
 def pending_run(mode: str) -> tuple[bool, Decision | None]:
     """Whether a retry or an approval decision asks for a run now."""
     decision = st.session_state.pop(f"{mode}_decision", None)

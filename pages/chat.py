@@ -1,9 +1,6 @@
 """Chat mode: talk with the model; the answer streams token by token."""
 
-import streamlit as st
-
 from composite.agent import Agent
-from composite.messages import Message
 from pages import _shared as ui
 
 MODE = "chat"
@@ -19,10 +16,5 @@ ui.render_history(history)
 
 prompt = ui.user_input(MODE, "Ask anything")
 wanted, _ = ui.pending_run(MODE)
-if runtime is not None and (prompt or wanted):
-    if prompt:
-        history.append(Message("user", prompt))
-        st.chat_message("user").markdown(prompt)
+if ui.start_turn(MODE, runtime, prompt, wanted):
     ui.run_agent(MODE, Agent(runtime, MODE), params)
-elif prompt:
-    st.warning("No model is loaded: fix the model path in the sidebar (your message was not sent).")

@@ -5,7 +5,6 @@ import uuid
 import streamlit as st
 
 from composite.agent import Agent
-from composite.messages import Message
 from pages import _shared as ui
 
 MODE = "code"
@@ -94,14 +93,10 @@ ui.render_history(history, sandbox.workdir)
 
 prompt = ui.user_input(MODE, "Ask for something to compute, analyse or plot")
 wanted, _ = ui.pending_run(MODE)
-if runtime is not None and (prompt or wanted):
-    if prompt:
-        new_files = st.session_state.pop("code_new_files", [])
-        if new_files:  # tell the model the names of what was uploaded since the last question
-            prompt = f"{prompt}\n\n(Uploaded files in the working directory: {', '.join(new_files)})"
-        history.append(Message("user", prompt))
-        st.chat_message("user").markdown(prompt)
+if prompt and runtime is not None:
+    new_files = st.session_state.pop("code_new_files", [])
+    if new_files:  # tell the model the names of what was uploaded since the last question
+        prompt = f"{prompt}\n\n(Uploaded files in the working directory: {', '.join(new_files)})"
+if ui.start_turn(MODE, runtime, prompt, wanted):
     agent = Agent(runtime, MODE, sandbox=sandbox, max_rounds=int(max_rounds), code_timeout=float(timeout))
     ui.run_agent(MODE, agent, params, workdir=sandbox.workdir)
-elif prompt:
-    st.warning("No model is loaded: fix the model path in the sidebar (your message was not sent).")

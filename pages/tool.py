@@ -3,7 +3,6 @@
 import streamlit as st
 
 from composite.agent import Agent
-from composite.messages import Message
 from pages import _shared as ui
 
 MODE = "tool"
@@ -49,12 +48,7 @@ if policy != "auto":
     ui.approval_controls(MODE, manual)
 prompt = ui.user_input(MODE, "Ask something a tool can answer, e.g. the weather in Oslo")
 wanted, decision = ui.pending_run(MODE)
-if runtime is not None and (prompt or wanted):
-    if prompt:
-        history.append(Message("user", prompt))
-        st.chat_message("user").markdown(prompt)
+if ui.start_turn(MODE, runtime, prompt, wanted):
     agent = Agent(runtime, MODE, registry, enabled, max_rounds=int(max_rounds), tool_timeout=float(timeout),
                   policy=policy)
     ui.run_agent(MODE, agent, params, decision)
-elif prompt:
-    st.warning("No model is loaded: fix the model path in the sidebar (your message was not sent).")
