@@ -1,0 +1,95 @@
+"""Command line: `python -m composite.embedded train|export|eval|bench` for the embedded model.
+
+train reproduces the model from scratch (resumable from --workdir), export writes model/ from a checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from . import DEFAULT_WORKDIR, MODEL_DIR
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, export, train
+
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
+    cfg = TrainConfig(**overrides)
+    ckpt = train(Path(args.workdir), cfg, progress=not args.no_progress)
+    print(f"checkpoint: {ckpt}")
+    if args.export:
+        print(f"exported: {export(Path(args.workdir), Path(args.out))}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .train import export
+
+    print(f"exported: {export(Path(args.workdir), Path(args.out))}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .evaluate import format_report, run_eval
+
+    report = run_eval(args.cases, args.seed, model_dir=Path(args.model), progress=not args.no_progress)
+    print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_report(report))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .evaluate import benchmark
+
+    report = benchmark(Path(args.model), new_tokens=args.tokens)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m composite.embedded", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train the embedded model from scratch (resumes from --workdir)")
+    p.add_argument("--workdir", default=str(DEFAULT_WORKDIR), help="tokenizer, checkpoint and log (default %(default)s)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--batch", type=int)
+    p.add_argument("--tool-rows", dest="tool_rows", type=int)
+    p.add_argument("--row-len", dest="row_len", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--max-minutes", dest="max_minutes", type=float, help="stop (and checkpoint) after this long")
+    p.add_argument("--checkpoint-minutes", dest="checkpoint_minutes", type=float)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--export", action="store_true", help="export to --out when done")
+    p.add_argument("--out", default=str(MODEL_DIR))
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("export", help="write model/ (float16) from the latest checkpoint in --workdir")
+    p.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
+    p.add_argument("--out", default=str(MODEL_DIR))
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("eval", help="accuracy on held-out cases")
+    p.add_argument("--cases", type=int, default=200)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--model", default=str(MODEL_DIR))
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("bench", help="load time and decode tokens/s at batch 1")
+    p.add_argument("--model", default=str(MODEL_DIR))
+    p.add_argument("--tokens", type=int, default=200)
+    p.set_defaults(func=_bench)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,337 @@
+"""Train the embedded model from scratch on CPU (seeded, resumable), and export a checkpoint to model/.
+
+Conversations are rendered with the app's ChatGLM3 dialect, packed into fixed-length rows, and only
+assistant tokens (with the stop token that ends each assistant turn) are training targets.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..dialect import ChatGLM3Dialect
+from ..tokenizer import SPECIAL_TOKENS, ChatGLMTokenizer
+from . import MODEL_DIR, MODEL_NAME, data
+
+__all__ = ["TrainConfig", "build_tokenizer", "encode_conversation", "export", "model_config", "train"]
+
+IGNORE = -100
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 20251127
+    steps: int = 2400
+    batch: int = 3  # packed code / chat / copy rows per step
+    tool_rows: int = 3  # tool-mode rows per step, continuing the shared tool prompt
+    row_len: int = 512
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1
+    warmup: int = 60
+    weight_decay: float = 0.05
+    hidden: int = 256
+    layers: int = 4
+    heads: int = 8
+    kv_heads: int = 4
+    intermediate: int = 640
+    context: int = 2048
+    induction_until: int = 400  # first phase: short clean copy tasks in small rows (forms induction heads)
+    induction_rows: int = 16
+    induction_row_len: int = 128
+    copy_until: int = 600  # then a heavy share of the longer copy task, then dialogs
+    checkpoint_minutes: float = 5.0
+    max_minutes: float = 0.0  # 0: no wall-clock limit
+    threads: int = 2
+
+
+def build_tokenizer(path: Path, seed: int) -> ChatGLMTokenizer:
+    """Train (or reuse) the sentencepiece model at path."""
+    from .vocab import train_tokenizer
+
+    if not path.is_file():
+        train_tokenizer(data.tokenizer_corpus(seed), path, extra_chars=data.CJK)
+    return ChatGLMTokenizer(path)
+
+
+def model_config(tok: ChatGLMTokenizer, cfg: TrainConfig) -> Any:
+    from transformers import GlmConfig
+
+    vocab = (tok.vocab_size + 7) // 8 * 8
+    return GlmConfig(
+        vocab_size=vocab,
+        hidden_size=cfg.hidden,
+        intermediate_size=cfg.intermediate,
+        num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads,
+        num_key_value_heads=cfg.kv_heads,
+        head_dim=cfg.hidden // cfg.heads,
+        max_position_embeddings=cfg.context,
+        rms_norm_eps=1e-5,
+        attention_bias=True,
+        tie_word_embeddings=False,
+        pad_token_id=tok.pad_id,
+        eos_token_id=[tok.eos_id, tok["<|user|>"], tok["<|observation|>"]],
+        bos_token_id=None,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5},
+    )
+
+
+def encode_conversation(dialect: ChatGLM3Dialect, conv: data.Conversation) -> tuple[list[int], list[int]]:
+    """Token ids and labels: assistant turns and the stop token right after each one are targets."""
+    tok = dialect.tokenizer
+    ids = [tok["[gMASK]"], tok["sop"]]
+    labels = [IGNORE, IGNORE]
+    previous = ""
+    for message in dialect.with_tools(conv.messages(), conv.tools):
+        rendered = dialect.render_message(message)
+        ids += rendered
+        if message.role == "assistant":
+            labels += [IGNORE] + rendered[1:]
+        else:
+            # <|observation|> after a call and <|user|> after an answer end the assistant's turn.
+            labels += [rendered[0] if previous == "assistant" else IGNORE] + [IGNORE] * (len(rendered) - 1)
+        previous = message.role
+    if previous == "assistant":
+        ids.append(tok["<|user|>"])
+        labels.append(tok["<|user|>"])
+    return ids, labels
+
+
+def _copy_share(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.copy_until:
+        return 0.85
+    if step < cfg.copy_until + 500:
+        return 0.15
+    return 0.06
+
+
+def tool_prefix(dialect: ChatGLM3Dialect) -> list[int]:
+    """The tool-mode prompt start shared by every tool conversation: [gMASK] sop <|system|> prompt + tools."""
+    tok = dialect.tokenizer
+    system = dialect.with_tools([data.Message("system", data.SYSTEM_PROMPTS["tool"])], data.tool_schemas())[0]
+    return [tok["[gMASK]"], tok["sop"]] + dialect.render_message(system)
+
+
+def encode_exchanges(dialect: ChatGLM3Dialect, exchanges: list[data.Exchange], previous: str) -> tuple[list[int], list[int]]:
+    """Ids and labels of exchanges continuing a conversation whose last message had role `previous`."""
+    ids: list[int] = []
+    labels: list[int] = []
+    for exchange in exchanges:
+        for message in exchange.messages:
+            rendered = dialect.render_message(message)
+            ids += rendered
+            if message.role == "assistant":
+                labels += [IGNORE] + rendered[1:]
+            else:
+                labels += [rendered[0] if previous == "assistant" else IGNORE] + [IGNORE] * (len(rendered) - 1)
+            previous = message.role
+    return ids, labels
+
+
+def _pack(rng: random.Random, row_len: int, draw: Any) -> tuple[list[int], list[int], int]:
+    """Greedily fill one row with (ids, labels) pieces from draw(); stops after 3 pieces that do not fit."""
+    row_ids: list[int] = []
+    row_labels: list[int] = []
+    misses = docs = 0
+    while misses < 3:
+        ids, labels = draw()
+        if len(ids) > row_len and not row_ids:
+            ids, labels = ids[:row_len], labels[:row_len]
+        if len(row_ids) + len(ids) > row_len:
+            misses += 1
+            continue
+        row_ids += ids
+        row_labels += labels
+        docs += 1
+    return row_ids, row_labels, docs
+
+
+def make_batch(step: int, cfg: TrainConfig, dialect: ChatGLM3Dialect) -> dict[str, Any]:
+    """One step's rows, drawn from a per-step seed (so resuming is exact).
+
+    Tool rows continue the shared tool-mode prefix (computed once per step): each row is the exchanges
+    of several tool conversations, i.e. one long tool-mode conversation. Other rows pack whole
+    code / chat / copy-task conversations.
+    """
+    import torch
+
+    rng = random.Random(cfg.seed * 1_000_003 + step)
+    tok = dialect.tokenizer
+    pad = tok.pad_id
+    user = tok["<|user|>"]
+
+    def draw_tool() -> tuple[list[int], list[int]]:
+        exchanges = [data.exchange_for(rng, "train", "tool") for _ in range(rng.randint(1, 2))]
+        return encode_exchanges(dialect, exchanges, "system")
+
+    def draw_other() -> tuple[list[int], list[int]]:
+        if rng.random() < _copy_share(step, cfg):
+            conv = data.sample_copy_task(rng)
+        else:
+            conv = data.sample_conversation(rng, "train", rng.choices(["code", "chat"], weights=[0.68, 0.32])[0])
+        return encode_conversation(dialect, conv)
+
+    def finish(rows: list[tuple[list[int], list[int], int]], length: int) -> tuple[Any, Any]:
+        ids_out, labels_out = [], []
+        for ids, labels, _ in rows:
+            ids, labels = list(ids), list(labels)
+            fill = length - len(ids)
+            ids += [pad] * fill
+            labels += [IGNORE] * fill
+            ids_out.append(ids)
+            labels_out.append(labels)
+        return torch.tensor(ids_out), torch.tensor(labels_out)
+
+    if step < cfg.induction_until:
+        rows = [_pack(rng, cfg.induction_row_len, lambda: encode_conversation(dialect, data.sample_clean_copy(rng)))
+                for _ in range(cfg.induction_rows)]
+        ids, labels = finish(rows, cfg.induction_row_len)
+        empty = torch.zeros((0, cfg.row_len), dtype=torch.long)
+        return {"prefix": torch.tensor([tool_prefix(dialect)]), "tool_ids": empty, "tool_labels": empty,
+                "other_ids": ids, "other_labels": labels, "docs": sum(r[2] for r in rows)}
+    # The copy phase trains copying on cheap rows (no tool prompt); dialogs follow.
+    copy_phase = step < cfg.copy_until
+    tool_rows = []
+    for _ in range(0 if copy_phase else cfg.tool_rows):
+        ids, labels, docs = _pack(rng, cfg.row_len - 1, draw_tool)
+        # a row ends after an answer: its <|user|> stop token is a target too
+        tool_rows.append((ids + [user], labels + [user], docs))
+    other_rows = [_pack(rng, cfg.row_len, draw_other) for _ in range(cfg.batch + (cfg.tool_rows if copy_phase else 0))]
+    tool_ids, tool_labels = finish(tool_rows, cfg.row_len)
+    other_ids, other_labels = finish(other_rows, cfg.row_len)
+    return {"prefix": torch.tensor([tool_prefix(dialect)]), "tool_ids": tool_ids, "tool_labels": tool_labels,
+            "other_ids": other_ids, "other_labels": other_labels,
+            "docs": sum(r[2] for r in tool_rows) + sum(r[2] for r in other_rows)}
+
+
+def batch_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
+    """Mean cross entropy over all target tokens of the step (tool rows reuse the prefix's KV cache)."""
+    import torch
+
+    def summed(logits: Any, labels: Any) -> Any:
+        return torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.size(-1)).float(), labels[:, 1:].reshape(-1),
+            ignore_index=IGNORE, reduction="sum")
+
+    total = None
+    count = 0
+    if batch["tool_ids"].numel():
+        rows = batch["tool_ids"].size(0)
+        prefix = model(input_ids=batch["prefix"], use_cache=True)
+        cache = prefix.past_key_values
+        cache.batch_repeat_interleave(rows)
+        out = model(input_ids=batch["tool_ids"], past_key_values=cache, use_cache=False)
+        total = summed(out.logits, batch["tool_labels"])
+        count += int((batch["tool_labels"][:, 1:] != IGNORE).sum())
+    if batch["other_ids"].size(0):
+        out = model(input_ids=batch["other_ids"])
+        part = summed(out.logits, batch["other_labels"])
+        total = part if total is None else total + part
+        count += int((batch["other_labels"][:, 1:] != IGNORE).sum())
+    return total / max(1, count), count
+
+
+def _lr(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _save(path: Path, model: Any, optimizer: Any, step: int, cfg: TrainConfig) -> None:
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "config": asdict(cfg)}, tmp)
+    tmp.replace(path)
+
+
+def train(workdir: Path, cfg: TrainConfig, progress: bool = True) -> Path:
+    """Train until cfg.steps (or max_minutes); resumes from workdir/checkpoint.pt. Returns the checkpoint path."""
+    import torch
+    from tqdm import tqdm
+    from transformers import GlmForCausalLM
+
+    torch.set_num_threads(cfg.threads)
+    workdir.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer(workdir / "tokenizer.model", cfg.seed)
+    dialect = ChatGLM3Dialect(tok, tools_indent=None)
+    ckpt = workdir / "checkpoint.pt"
+    torch.manual_seed(cfg.seed)
+    model = GlmForCausalLM(model_config(tok, cfg))
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "embed" in n]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    start = 0
+    if ckpt.is_file():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = state["step"]
+    (workdir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    log = (workdir / "train_log.jsonl").open("a")
+    model.train()
+    began = last_save = time.time()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress, desc="train")
+    smooth = None
+    step = start
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = _lr(step, cfg)
+        batch = make_batch(step, cfg, dialect)
+        loss, targets = batch_loss(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        value = float(loss)
+        smooth = value if smooth is None else 0.95 * smooth + 0.05 * value
+        bar.set_postfix(loss=f"{smooth:.3f}", lr=f"{_lr(step, cfg):.1e}")
+        log.write(json.dumps({"step": step + 1, "loss": round(value, 4), "smooth": round(smooth, 4),
+                              "lr": _lr(step, cfg), "docs": batch["docs"], "targets": targets,
+                              "time": round(time.time() - began, 1)}) + "\n")
+        log.flush()
+        now = time.time()
+        if now - last_save > cfg.checkpoint_minutes * 60:
+            _save(ckpt, model, optimizer, step + 1, cfg)
+            last_save = now
+        if cfg.max_minutes and now - began > cfg.max_minutes * 60:
+            break
+    _save(ckpt, model, optimizer, step + 1, cfg)
+    log.close()
+    return ckpt
+
+
+def export(workdir: Path, out_dir: Path = MODEL_DIR) -> Path:
+    """Write the checkpoint in workdir as the committed model folder (float16 safetensors + tokenizer)."""
+    import shutil
+
+    import torch
+    from transformers import GlmForCausalLM
+
+    state = torch.load(workdir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    cfg = TrainConfig(**state["config"])
+    tok = ChatGLMTokenizer(workdir / "tokenizer.model")
+    model = GlmForCausalLM(model_config(tok, cfg))
+    model.load_state_dict(state["model"])
+    model = model.to(torch.float16)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("*.safetensors"):
+        old.unlink()
+    model.save_pretrained(out_dir, safe_serialization=True)
+    gen = out_dir / "generation_config.json"
+    if gen.exists():
+        gen.unlink()
+    shutil.copyfile(workdir / "tokenizer.model", out_dir / "tokenizer.model")
+    marker = {"name": MODEL_NAME, "dialect": "chatglm3", "tools_indent": None, "max_length": cfg.context}
+    (out_dir / "composite.json").write_text(json.dumps(marker, indent=2) + "\n")
+    facts = {"trained_steps": state["step"], "special_tokens": list(SPECIAL_TOKENS), "train_config": asdict(cfg)}
+    (out_dir / "training.json").write_text(json.dumps(facts, indent=2) + "\n")
+    return out_dir
