@@ -135,7 +135,6 @@ def fit_history(
         head += 1
     system, rest = messages[:head], messages[head:]
     starts = [i for i, m in enumerate(rest) if m.role == "user"] or [0]
-    dropped = 0
     for start in starts[1:]:
         candidate = system + rest[start:]
         if count_tokens(candidate) <= budget:

@@ -84,18 +84,11 @@ def model_config(tok: ChatGLMTokenizer, cfg: TrainConfig) -> Any:
 def encode_conversation(dialect: ChatGLM3Dialect, conv: data.Conversation) -> tuple[list[int], list[int]]:
     """Token ids and labels: assistant turns and the stop token right after each one are targets."""
     tok = dialect.tokenizer
-    ids = [tok["[gMASK]"], tok["sop"]]
-    labels = [IGNORE, IGNORE]
-    previous = ""
-    for message in dialect.with_tools(conv.messages(), conv.tools):
-        rendered = dialect.render_message(message)
-        ids += rendered
-        if message.role == "assistant":
-            labels += [IGNORE] + rendered[1:]
-        else:
-            # <|observation|> after a call and <|user|> after an answer end the assistant's turn.
-            labels += [rendered[0] if previous == "assistant" else IGNORE] + [IGNORE] * (len(rendered) - 1)
-        previous = message.role
+    messages = dialect.with_tools(conv.messages(), conv.tools)
+    body, body_labels = _encode_messages(dialect, messages, "")
+    ids = [tok["[gMASK]"], tok["sop"]] + body
+    labels = [IGNORE, IGNORE] + body_labels
+    previous = messages[-1].role if messages else ""
     if previous == "assistant":
         ids.append(tok["<|user|>"])
         labels.append(tok["<|user|>"])
@@ -119,17 +112,22 @@ def tool_prefix(dialect: ChatGLM3Dialect) -> list[int]:
 
 def encode_exchanges(dialect: ChatGLM3Dialect, exchanges: list[data.Exchange], previous: str) -> tuple[list[int], list[int]]:
     """Ids and labels of exchanges continuing a conversation whose last message had role `previous`."""
+    return _encode_messages(dialect, [m for exchange in exchanges for m in exchange.messages], previous)
+
+
+def _encode_messages(dialect: ChatGLM3Dialect, messages: list, previous: str) -> tuple[list[int], list[int]]:
+    """Ids and labels of messages: assistant turns are targets (not their role token), and so is the
+    role token that ends an assistant turn (<|observation|> after a call, <|user|> after an answer)."""
     ids: list[int] = []
     labels: list[int] = []
-    for exchange in exchanges:
-        for message in exchange.messages:
-            rendered = dialect.render_message(message)
-            ids += rendered
-            if message.role == "assistant":
-                labels += [IGNORE] + rendered[1:]
-            else:
-                labels += [rendered[0] if previous == "assistant" else IGNORE] + [IGNORE] * (len(rendered) - 1)
-            previous = message.role
+    for message in messages:
+        rendered = dialect.render_message(message)
+        ids += rendered
+        if message.role == "assistant":
+            labels += [IGNORE] + rendered[1:]
+        else:
+            labels += [rendered[0] if previous == "assistant" else IGNORE] + [IGNORE] * (len(rendered) - 1)
+        previous = message.role
     return ids, labels
 
 
