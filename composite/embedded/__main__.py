@@ -50,20 +50,17 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .train import TrainConfig
+
     parser = argparse.ArgumentParser(prog="python -m composite.embedded", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train the embedded model from scratch (resumes from --workdir)")
     p.add_argument("--workdir", default=str(DEFAULT_WORKDIR), help="tokenizer, checkpoint and log (default %(default)s)")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--batch", type=int)
-    p.add_argument("--tool-rows", dest="tool_rows", type=int)
-    p.add_argument("--row-len", dest="row_len", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--max-minutes", dest="max_minutes", type=float, help="stop (and checkpoint) after this long")
-    p.add_argument("--checkpoint-minutes", dest="checkpoint_minutes", type=float)
-    p.add_argument("--threads", type=int)
+    for f in fields(TrainConfig):
+        kind = type(f.default)
+        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, metavar=kind.__name__.upper(),
+                       help=f"default {f.default}")
     p.add_argument("--export", action="store_true", help="export to --out when done")
     p.add_argument("--out", default=str(MODEL_DIR))
     p.add_argument("--no-progress", action="store_true")

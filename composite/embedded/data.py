@@ -13,11 +13,13 @@ import zlib
 from collections.abc import Callable
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
+from functools import cache
 from datetime import UTC, datetime
 from typing import Any
 
 from ..messages import Message
 from ..prompts import SYSTEM_PROMPTS
+from . import phrasing
 
 __all__ = [
     "COPY_SYSTEM",
@@ -205,9 +207,17 @@ def timezone(rng: random.Random, split: str) -> str:
     return rng.choice(pool)
 
 
-def pick(rng: random.Random, split: str, templates: list[str], heldout: int = 1) -> str:
-    """Training uses all but the last `heldout` phrasings; eval uses only those."""
-    return rng.choice(templates[-heldout:] if split == "eval" else templates[:-heldout])
+def pick(rng: random.Random, split: str, templates: list[str], heldout: int = 1, extra: list[str] | None = None,
+         zh: bool = False) -> str:
+    """Training uses all but the last `heldout` phrasings (plus, when given, composed `extra` forms and light
+    noise around the question); eval uses only those last phrasings, untouched."""
+    if split == "eval":
+        return rng.choice(templates[-heldout:])
+    if extra and rng.random() < 0.6:
+        template = rng.choice(extra)
+    else:
+        template = rng.choice(templates[:-heldout])
+    return phrasing.dress(rng, template, zh)  # openers and closers hold no braces: format() still works
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -252,6 +262,25 @@ RAND_Q_ZH = [
 ]
 
 
+@cache
+def extra_forms(family: str) -> list[str]:
+    """Composed training phrasings of a question family, minus near copies of its held-out phrasings."""
+    templates, heldout, forms, zh = {
+        "weather_en": (WEATHER_Q_EN, 2, phrasing.WEATHER_EN, False), "weather_zh": (WEATHER_Q_ZH, 1, phrasing.WEATHER_ZH, True),
+        "time_en": (TIME_Q_EN, 1, phrasing.TIME_EN, False), "time_zh": (TIME_Q_ZH, 1, phrasing.TIME_ZH, True),
+        "calc_en": (CALC_Q_EN, 1, phrasing.CALC_EN, False), "calc_zh": (CALC_Q_ZH, 1, phrasing.CALC_ZH, True),
+        "rand_en": (RAND_Q_EN, 1, phrasing.RAND_EN, False), "rand_zh": (RAND_Q_ZH, 1, phrasing.RAND_ZH, True),
+        "arith_en": (ARITH_Q_EN, 1, phrasing.ARITH_EN, False), "arith_zh": (ARITH_Q_ZH, 1, phrasing.ARITH_ZH, True),
+        "stats_en": (STATS_Q_EN, 1, phrasing.STATS_EN, False), "stats_zh": (STATS_Q_ZH, 1, phrasing.STATS_ZH, True),
+    }[family]
+    return phrasing.far_from(forms, templates[-heldout:], zh)
+
+
+@cache
+def extra_string_forms(op: str) -> list[str]:
+    return phrasing.far_from(phrasing.STRING_EN[op], [STR_Q_HELDOUT[op]], zh=False)
+
+
 def _zh(rng: random.Random, p_zh: float = 0.3) -> bool:
     return rng.random() < p_zh
 
@@ -273,7 +302,8 @@ def weather_payload(rng: random.Random, name: str) -> dict[str, Any]:
 def ex_weather(rng: random.Random, split: str) -> Exchange:
     c = city(rng, split)
     zh = _zh(rng)
-    q = pick(rng, split, WEATHER_Q_ZH if zh else WEATHER_Q_EN, 2 if not zh else 1).format(c=c)
+    q = pick(rng, split, WEATHER_Q_ZH if zh else WEATHER_Q_EN, 2 if not zh else 1,
+             extra_forms("weather_zh" if zh else "weather_en"), zh).format(c=c)
     args = {"city_name": c}
     call = Message("assistant", call_code("get_weather", args), "get_weather")
     if rng.random() < 0.1:
@@ -310,7 +340,7 @@ def ex_time(rng: random.Random, split: str) -> Exchange:
         q = rng.choice(TIME_Q_NOZONE_ZH if zh else TIME_Q_NOZONE_EN)
     else:
         z = timezone(rng, split)
-        q = pick(rng, split, TIME_Q_ZH if zh else TIME_Q_EN).format(z=z)
+        q = pick(rng, split, TIME_Q_ZH if zh else TIME_Q_EN, 1, extra_forms("time_zh" if zh else "time_en"), zh).format(z=z)
     args = {"timezone": z}
     call = Message("assistant", call_code("current_time", args), "current_time")
     from zoneinfo import ZoneInfo
@@ -358,7 +388,7 @@ def ex_calc(rng: random.Random, split: str) -> Exchange:
     e = expression(rng, split)
     if rng.random() < 0.06:
         e = f"{number(rng, split, 4)} / 0"
-    q = pick(rng, split, CALC_Q_ZH if zh else CALC_Q_EN).format(e=e)
+    q = pick(rng, split, CALC_Q_ZH if zh else CALC_Q_EN, 1, extra_forms("calc_zh" if zh else "calc_en"), zh).format(e=e)
     args = {"expression": e}
     call = Message("assistant", call_code("calculator", args), "calculator")
     obs = _call("calculator", args)
@@ -383,7 +413,8 @@ def ex_random(rng: random.Random, split: str) -> Exchange:
     if split == "eval" and not is_heldout_number(b):
         b = int("47" + str(b))
     s = number(rng, split, 6)
-    q = pick(rng, split, RAND_Q_ZH if zh else RAND_Q_EN).format(a=a, b=b, s=s)
+    q = pick(rng, split, RAND_Q_ZH if zh else RAND_Q_EN, 1, extra_forms("rand_zh" if zh else "rand_en"), zh).format(
+        a=a, b=b, s=s)
     args = {"seed": s, "range": (a, b)}
     call = Message("assistant", call_code("random_number_generator", args), "random_number_generator")
     obs = _call("random_number_generator", {"seed": s, "range": [a, b]})
@@ -473,7 +504,7 @@ def ex_chat(rng: random.Random, split: str, mode: str) -> Exchange:
     elif roll < 0.56:
         q, a = rng.choice(THANKS_ZH if zh else THANKS_EN), rng.choice(THANKS_A_ZH if zh else THANKS_A_EN)
     else:
-        template = pick(rng, split, FALLBACK_Q_ZH if zh else FALLBACK_Q_EN, 2)
+        template = pick(rng, split, FALLBACK_Q_ZH if zh else FALLBACK_Q_EN, 2, zh=zh)
         q = template.format(w=word(rng, split), c=city(rng, split), n=number(rng, split, 4, 4))
         a = rng.choice(FALLBACK_A_ZH if zh else FALLBACK_A_EN)
     return Exchange([Message("user", q), Message("assistant", a)], "chat")
@@ -551,7 +582,8 @@ def ex_arith(rng: random.Random, split: str) -> Exchange:
     e = expression(rng, split).replace("sqrt(", "math.sqrt(")
     if rng.random() < 0.05:
         e = f"{number(rng, split, 4)} / 0"
-    q = pick(rng, split, ARITH_Q_ZH if zh else ARITH_Q_EN).format(e=e.replace("math.", ""))
+    q = pick(rng, split, ARITH_Q_ZH if zh else ARITH_Q_EN, 1, extra_forms("arith_zh" if zh else "arith_en"), zh).format(
+        e=e.replace("math.", ""))
     code = ("import math\n" if "math." in e else "") + f"print({e})"
     if "/ 0" in e and e.endswith("/ 0"):
         obs = "ZeroDivisionError: division by zero"
@@ -573,7 +605,8 @@ def ex_stats(rng: random.Random, split: str) -> Exchange:
     data = [number(rng, split, rng.choice([1, 2, 3])) for _ in range(rng.randint(3, 7))]
     name, en, cn, expr = rng.choice(STATS)
     listing = "[" + ", ".join(map(str, data)) + "]" if rng.random() < 0.6 else ", ".join(map(str, data))
-    q = pick(rng, split, STATS_Q_ZH if zh else STATS_Q_EN).format(s=cn if zh else en, l=listing)
+    q = pick(rng, split, STATS_Q_ZH if zh else STATS_Q_EN, 1, extra_forms("stats_zh" if zh else "stats_en"), zh).format(
+        s=cn if zh else en, l=listing)
     code = ("import statistics\n" if "statistics" in expr else "") + f"data = [{', '.join(map(str, data))}]\nprint({expr})"
     out = _run(code).strip()
     answer = f"{cn}是 {out}。" if zh else f"The {en} is {out}."
@@ -589,6 +622,10 @@ def ex_string(rng: random.Random, split: str) -> Exchange:
     c = rng.choice(w)
     if split == "eval" and not zh:
         q_en = STR_Q_HELDOUT[name]
+    elif not zh and rng.random() < 0.6:
+        q_en = rng.choice(extra_string_forms(name))
+    if split == "train":
+        q_en, q_zh = phrasing.dress(rng, q_en, False), phrasing.dress(rng, q_zh, True)
     q = (q_zh if zh else q_en).format(w=w, c=c)
     code = tmpl.format(q=json.dumps(w), cq=json.dumps(c))
     out = _run(code).strip()

@@ -102,7 +102,8 @@ class _CodeRunner:
 
 
 def run_eval(n_cases: int = 200, seed: int = 7, model_dir: Path = MODEL_DIR, run_code: bool = True,
-             progress: bool = False, model: Any = None, dialect: ChatGLM3Dialect | None = None) -> dict[str, Any]:
+             progress: bool = False, model: Any = None, dialect: ChatGLM3Dialect | None = None,
+             max_failures: int = 25) -> dict[str, Any]:
     """Accuracy on held-out cases. Percentages; None where a metric had no case or could not be measured."""
     from ..errors import ToolCallError
     from ..toolcall import parse_tool_call
@@ -153,7 +154,7 @@ def run_eval(n_cases: int = 200, seed: int = 7, model_dir: Path = MODEL_DIR, run
                     counts["code_run"] += 1
                     ok = output == case.code_output
                     counts["code_correct"] += ok
-                else:
+                else:  # malformed code (counts as wrong), or no sandbox to run it in
                     ok = well and turn.code.strip() == case.args["code"].strip()
             elif case.expect == "answer":
                 counts["answer"] += 1
@@ -174,7 +175,8 @@ def run_eval(n_cases: int = 200, seed: int = 7, model_dir: Path = MODEL_DIR, run
     def pct(num: str, den: str) -> float | None:
         return round(100.0 * counts[num] / counts[den], 1) if counts[den] else None
 
-    code_measured = counts["code_run"] == counts["code"] and counts["code"] > 0
+    # measured when every well-formed block ran in the sandbox (malformed ones are simply wrong)
+    code_measured = counts["code"] > 0 and runner is not None and not runner.error
     return {
         "cases": len(cases),
         "tool_exact": pct("tool_exact", "tool"),
@@ -187,7 +189,7 @@ def run_eval(n_cases: int = 200, seed: int = 7, model_dir: Path = MODEL_DIR, run
         "counts": counts,
         "code_note": "" if code_measured else (runner.error if runner is not None and runner.error else "not measured"),
         "seconds": round(time.perf_counter() - started, 1),
-        "failures": failures[:25],
+        "failures": failures[:max_failures],
     }
 
 

@@ -1,7 +1,8 @@
-"""Train the embedded model from scratch on CPU (seeded, resumable), and export a checkpoint to model/.
+"""Train the embedded model from scratch (seeded, resumable; CPU or CUDA), and export a checkpoint to model/.
 
 Conversations are rendered with the app's ChatGLM3 dialect, packed into fixed-length rows, and only
-assistant tokens (with the stop token that ends each assistant turn) are training targets.
+assistant tokens (with the stop token that ends each assistant turn) are training targets. Each step's
+rows come from a per-step seed, so the data does not depend on the device or on the number of workers.
 """
 
 from __future__ import annotations
@@ -9,16 +10,18 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..dialect import ChatGLM3Dialect
+from ..errors import ConfigError
 from ..tokenizer import SPECIAL_TOKENS, ChatGLMTokenizer
 from . import MODEL_DIR, MODEL_NAME, data
 
-__all__ = ["TrainConfig", "build_tokenizer", "encode_conversation", "export", "model_config", "train"]
+__all__ = ["TrainConfig", "build_tokenizer", "encode_conversation", "export", "model_config", "resolve_device", "train"]
 
 IGNORE = -100
 
@@ -45,8 +48,11 @@ class TrainConfig:
     induction_row_len: int = 128
     copy_until: int = 600  # then a heavy share of the longer copy task, then dialogs
     checkpoint_minutes: float = 5.0
-    max_minutes: float = 0.0  # 0: no wall-clock limit
+    max_minutes: float = 0.0  # 0: no wall-clock limit; else stop then, and anneal the learning rate by then
     threads: int = 2
+    device: str = "auto"  # auto (cuda when available), cpu or cuda
+    workers: int = 0  # processes that build batches ahead of the trainer (0: in the training process)
+    init_from: str = ""  # a checkpoint.pt to start from (fine-tuning: its weights, a fresh optimizer and schedule)
 
 
 def build_tokenizer(path: Path, seed: int) -> ChatGLMTokenizer:
@@ -191,7 +197,8 @@ def make_batch(step: int, cfg: TrainConfig, dialect: ChatGLM3Dialect) -> dict[st
         ids, labels = finish(rows, cfg.induction_row_len)
         empty = torch.zeros((0, cfg.row_len), dtype=torch.long)
         return {"prefix": torch.tensor([tool_prefix(dialect)]), "tool_ids": empty, "tool_labels": empty,
-                "other_ids": ids, "other_labels": labels, "docs": sum(r[2] for r in rows)}
+                "other_ids": ids, "other_labels": labels, "docs": sum(r[2] for r in rows),
+                "targets": _targets(labels)}
     # The copy phase trains copying on cheap rows (no tool prompt); dialogs follow.
     copy_phase = step < cfg.copy_until
     tool_rows = []
@@ -204,12 +211,46 @@ def make_batch(step: int, cfg: TrainConfig, dialect: ChatGLM3Dialect) -> dict[st
     other_ids, other_labels = finish(other_rows, cfg.row_len)
     return {"prefix": torch.tensor([tool_prefix(dialect)]), "tool_ids": tool_ids, "tool_labels": tool_labels,
             "other_ids": other_ids, "other_labels": other_labels,
-            "docs": sum(r[2] for r in tool_rows) + sum(r[2] for r in other_rows)}
+            "docs": sum(r[2] for r in tool_rows) + sum(r[2] for r in other_rows),
+            "targets": _targets(tool_labels) + _targets(other_labels)}
+
+
+def _targets(labels: Any) -> int:
+    """Predicted positions of a row block (labels shift by one: the first position is never a target)."""
+    return int((labels[:, 1:] != IGNORE).sum()) if labels.numel() else 0
+
+
+class _StepBatches:
+    """make_batch as a map-style dataset over step numbers, so DataLoader workers can build batches ahead."""
+
+    def __init__(self, start: int, cfg: TrainConfig, dialect: ChatGLM3Dialect) -> None:
+        self.start, self.cfg, self.dialect = start, cfg, dialect
+
+    def __len__(self) -> int:
+        return max(0, self.cfg.steps - self.start)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return make_batch(self.start + index, self.cfg, self.dialect)
+
+
+def _batches(start: int, cfg: TrainConfig, dialect: ChatGLM3Dialect, pin: bool) -> Any:
+    if cfg.workers <= 0:
+        return (make_batch(step, cfg, dialect) for step in range(start, cfg.steps))
+    from torch.utils.data import DataLoader
+
+    return iter(DataLoader(_StepBatches(start, cfg, dialect), batch_size=None, shuffle=False,
+                           num_workers=cfg.workers, prefetch_factor=8, pin_memory=pin, persistent_workers=False))
+
+
+def _to(batch: dict[str, Any], device: Any) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if hasattr(v, "to") else v for k, v in batch.items()}
 
 
 def batch_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
     """Mean cross entropy over all target tokens of the step (tool rows reuse the prefix's KV cache)."""
     import torch
+
+    count = batch["targets"]
 
     def summed(logits: Any, labels: Any) -> Any:
         return torch.nn.functional.cross_entropy(
@@ -217,7 +258,6 @@ def batch_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
             ignore_index=IGNORE, reduction="sum")
 
     total = None
-    count = 0
     if batch["tool_ids"].numel():
         rows = batch["tool_ids"].size(0)
         prefix = model(input_ids=batch["prefix"], use_cache=True)
@@ -225,29 +265,43 @@ def batch_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
         cache.batch_repeat_interleave(rows)
         out = model(input_ids=batch["tool_ids"], past_key_values=cache, use_cache=False)
         total = summed(out.logits, batch["tool_labels"])
-        count += int((batch["tool_labels"][:, 1:] != IGNORE).sum())
     if batch["other_ids"].size(0):
         out = model(input_ids=batch["other_ids"])
         part = summed(out.logits, batch["other_labels"])
         total = part if total is None else total + part
-        count += int((batch["other_labels"][:, 1:] != IGNORE).sum())
     return total / max(1, count), count
 
 
-def _lr(step: int, cfg: TrainConfig) -> float:
+def _lr(step: int, cfg: TrainConfig, elapsed: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio by cfg.steps, or by max_minutes if that comes first."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    if cfg.max_minutes:
+        progress = max(progress, min(1.0, elapsed / (cfg.max_minutes * 60)))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _save(path: Path, model: Any, optimizer: Any, step: int, cfg: TrainConfig) -> None:
+def _save(path: Path, model: Any, optimizer: Any, step: int, cfg: TrainConfig, stages: list[dict[str, Any]]) -> None:
     import torch
 
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                "config": asdict(cfg)}, tmp)
+    torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "optimizer": optimizer.state_dict(),
+                "step": step, "config": asdict(cfg), "stages": stages}, tmp)
     tmp.replace(path)
+
+
+def resolve_device(name: str) -> Any:
+    """The torch device for cfg.device: auto picks CUDA when it is available."""
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"device {name!r} is not supported for training; expected auto, cpu or cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu")
+    return torch.device(name)
 
 
 def train(workdir: Path, cfg: TrainConfig, progress: bool = True) -> Path:
@@ -256,61 +310,82 @@ def train(workdir: Path, cfg: TrainConfig, progress: bool = True) -> Path:
     from tqdm import tqdm
     from transformers import GlmForCausalLM
 
+    device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     workdir.mkdir(parents=True, exist_ok=True)
+    if cfg.init_from and not (workdir / "tokenizer.model").is_file():
+        # fine-tuning keeps the tokenizer the starting weights were trained with
+        shared = Path(cfg.init_from).parent / "tokenizer.model"
+        if not shared.is_file():
+            raise ConfigError(f"init_from: put the tokenizer.model of {cfg.init_from} beside it or in {workdir}")
+        shutil.copyfile(shared, workdir / "tokenizer.model")
     tok = build_tokenizer(workdir / "tokenizer.model", cfg.seed)
     dialect = ChatGLM3Dialect(tok, tools_indent=None)
     ckpt = workdir / "checkpoint.pt"
     torch.manual_seed(cfg.seed)
-    model = GlmForCausalLM(model_config(tok, cfg))
+    model = GlmForCausalLM(model_config(tok, cfg)).to(device)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "embed" in n]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95),
+                                  fused=device.type == "cuda")
     start = 0
+    stages: list[dict[str, Any]] = []  # earlier runs this one continues from (init_from), oldest first
     if ckpt.is_file():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start = state["step"]
+        stages = state.get("stages", [])
+    elif cfg.init_from:
+        source = Path(cfg.init_from)
+        if not source.is_file():
+            raise ConfigError(f"init_from: no checkpoint at {source}; expected a checkpoint.pt written by train")
+        state = torch.load(source, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        stages = state.get("stages", []) + [{"steps": state["step"], "config": state["config"]}]
     (workdir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     log = (workdir / "train_log.jsonl").open("a")
     model.train()
     began = last_save = time.time()
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress, desc="train")
+    bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc=f"train ({device.type})")
     smooth = None
-    step = start
-    for step in bar:
+    done = start
+    for step, batch in enumerate(_batches(start, cfg, dialect, pin=device.type == "cuda"), start):
+        lr = _lr(step, cfg, time.time() - began)
         for group in optimizer.param_groups:
-            group["lr"] = _lr(step, cfg)
-        batch = make_batch(step, cfg, dialect)
-        loss, targets = batch_loss(model, batch)
+            group["lr"] = lr
+        loss, targets = batch_loss(model, _to(batch, device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        value = float(loss)
+        done = step + 1
+        value = float(loss.detach())
         smooth = value if smooth is None else 0.95 * smooth + 0.05 * value
-        bar.set_postfix(loss=f"{smooth:.3f}", lr=f"{_lr(step, cfg):.1e}")
-        log.write(json.dumps({"step": step + 1, "loss": round(value, 4), "smooth": round(smooth, 4),
-                              "lr": _lr(step, cfg), "docs": batch["docs"], "targets": targets,
+        bar.update(1)
+        bar.set_postfix(loss=f"{smooth:.3f}", lr=f"{lr:.1e}")
+        log.write(json.dumps({"step": done, "loss": round(value, 4), "smooth": round(smooth, 4), "lr": lr,
+                              "docs": batch["docs"], "targets": targets,
                               "time": round(time.time() - began, 1)}) + "\n")
         log.flush()
         now = time.time()
         if now - last_save > cfg.checkpoint_minutes * 60:
-            _save(ckpt, model, optimizer, step + 1, cfg)
+            _save(ckpt, model, optimizer, done, cfg, stages)
             last_save = now
         if cfg.max_minutes and now - began > cfg.max_minutes * 60:
             break
-    _save(ckpt, model, optimizer, step + 1, cfg)
+    bar.close()
+    _save(ckpt, model, optimizer, done, cfg, stages)
     log.close()
     return ckpt
 
 
 def export(workdir: Path, out_dir: Path = MODEL_DIR) -> Path:
     """Write the checkpoint in workdir as the committed model folder (float16 safetensors + tokenizer)."""
-    import shutil
-
     import torch
     from transformers import GlmForCausalLM
 
@@ -330,6 +405,7 @@ def export(workdir: Path, out_dir: Path = MODEL_DIR) -> Path:
     shutil.copyfile(workdir / "tokenizer.model", out_dir / "tokenizer.model")
     marker = {"name": MODEL_NAME, "dialect": "chatglm3", "tools_indent": None, "max_length": cfg.context}
     (out_dir / "composite.json").write_text(json.dumps(marker, indent=2) + "\n")
-    facts = {"trained_steps": state["step"], "special_tokens": list(SPECIAL_TOKENS), "train_config": asdict(cfg)}
+    facts = {"trained_steps": state["step"], "special_tokens": list(SPECIAL_TOKENS), "train_config": asdict(cfg),
+             "earlier_stages": state.get("stages", [])}
     (out_dir / "training.json").write_text(json.dumps(facts, indent=2) + "\n")
     return out_dir

@@ -1,0 +1,127 @@
+"""The embedded model's trainer and training phrasings: device choice, workers, fine-tuning lineage, held-out phrasings."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from composite.embedded import MODEL_DIR, data, phrasing
+from composite.errors import ConfigError
+
+# A model small enough to train a few steps in seconds; every phase of the schedule is visited.
+TINY = ["--hidden", "32", "--layers", "1", "--heads", "2", "--kv-heads", "1", "--intermediate", "64",
+        "--row-len", "448", "--batch", "1", "--tool-rows", "1", "--induction-rows", "2", "--induction-row-len", "64",
+        "--induction-until", "1", "--copy-until", "2", "--warmup", "1", "--steps", "3", "--device", "cpu",
+        "--threads", "1", "--no-progress"]
+
+
+def _train(workdir: Path, *extra: str) -> list[dict]:
+    from composite.embedded.__main__ import main
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    if not (workdir / "tokenizer.model").exists() and "--init-from" not in extra:
+        shutil.copyfile(MODEL_DIR / "tokenizer.model", workdir / "tokenizer.model")  # skip tokenizer training
+    assert main(["train", "--workdir", str(workdir), *TINY, *extra]) == 0
+    return [json.loads(line) for line in (workdir / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_batches_built_by_workers_train_exactly_like_in_process(tmp_path: Path) -> None:
+    in_process = _train(tmp_path / "a", "--workers", "0")
+    with_worker = _train(tmp_path / "b", "--workers", "1")
+    assert [r["step"] for r in in_process] == [1, 2, 3]
+    assert [(r["loss"], r["targets"], r["docs"]) for r in in_process] == \
+           [(r["loss"], r["targets"], r["docs"]) for r in with_worker]
+
+
+def test_fine_tuning_records_the_run_it_started_from(tmp_path: Path) -> None:
+    import torch
+
+    from composite.embedded.train import export
+
+    _train(tmp_path / "base")
+    base = torch.load(tmp_path / "base" / "checkpoint.pt", map_location="cpu", weights_only=False)
+    log = _train(tmp_path / "ft", "--init-from", str(tmp_path / "base" / "checkpoint.pt"), "--lr", "0.0001")
+    assert log[0]["step"] == 1  # a fresh schedule, not a resume
+    tuned = torch.load(tmp_path / "ft" / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert tuned["stages"] == [{"steps": 3, "config": base["config"]}]
+    assert not torch.equal(tuned["model"]["lm_head.weight"], base["model"]["lm_head.weight"])
+    assert (tmp_path / "ft" / "tokenizer.model").read_bytes() == (tmp_path / "base" / "tokenizer.model").read_bytes()
+    facts = json.loads((export(tmp_path / "ft", tmp_path / "out") / "training.json").read_text())
+    assert facts["earlier_stages"][0]["steps"] == 3 and facts["train_config"]["lr"] == 0.0001
+
+
+def test_fine_tuning_from_a_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    from composite.embedded.train import TrainConfig, train
+
+    with pytest.raises(ConfigError, match="init_from"):
+        train(tmp_path / "w", TrainConfig(init_from=str(tmp_path / "nope.pt"), device="cpu"), progress=False)
+
+
+def test_training_device_names_are_checked() -> None:
+    import torch
+
+    from composite.embedded.train import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    with pytest.raises(ConfigError, match="expected auto, cpu or cuda"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        assert resolve_device("auto").type == "cpu"
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
+FAMILIES = [
+    ("weather_en", data.WEATHER_Q_EN, 2), ("weather_zh", data.WEATHER_Q_ZH, 1), ("time_en", data.TIME_Q_EN, 1),
+    ("time_zh", data.TIME_Q_ZH, 1), ("calc_en", data.CALC_Q_EN, 1), ("calc_zh", data.CALC_Q_ZH, 1),
+    ("rand_en", data.RAND_Q_EN, 1), ("rand_zh", data.RAND_Q_ZH, 1), ("arith_en", data.ARITH_Q_EN, 1),
+    ("arith_zh", data.ARITH_Q_ZH, 1), ("stats_en", data.STATS_Q_EN, 1), ("stats_zh", data.STATS_Q_ZH, 1),
+]
+
+
+@pytest.mark.parametrize("index", range(len(FAMILIES)))
+def test_training_never_asks_with_a_held_out_phrasing(index: int) -> None:
+    family, templates, heldout = FAMILIES[index]
+    held = templates[-heldout:]
+    extra = data.extra_forms(family)
+    rng = random.Random(index)
+    seen = {data.pick(rng, "train", templates, heldout, extra) for _ in range(3000)}
+    assert not any(h in s for s in seen for h in held)  # not even wrapped in an opener or a closer
+    assert len(seen) > len(templates)  # the composed forms are used
+    eval_rng = random.Random(index)
+    assert {data.pick(eval_rng, "eval", templates, heldout, extra) for _ in range(200)} == set(held)
+
+
+def test_string_questions_never_use_their_held_out_phrasing() -> None:
+    rng = random.Random(4)
+    held = {t.split("{")[0] for t in data.STR_Q_HELDOUT.values()}
+    for _ in range(2000):
+        question = data.ex_string(rng, "train").messages[0].content
+        assert not any(question.startswith(h) or (" " + h) in question for h in held)
+
+
+def test_near_copies_of_held_out_phrasings_are_dropped() -> None:
+    held = ["With seed {s}, roll a number from {a} to {b}."]
+    forms = ["With seed {s}, pick a number from {a} to {b}.",  # one word swapped: a near copy
+             "With seed {s}, roll a number from {a} to {b}",  # only the full stop differs
+             "Using seed {s}, pick a number from {a} to {b}.",  # two words apart: kept
+             "Roll a number between {a} and {b}, seed {s}."]
+    assert phrasing.far_from(forms, held, zh=False) == forms[2:]
+    zh_held = ["请告诉我{c}的天气情况。"]
+    assert phrasing.far_from(["请告诉我{c}的天气。", "帮我查一下{c}的天气"], zh_held, zh=True) == ["帮我查一下{c}的天气"]
+    assert all(f != "Give me the weather report for {c}." for f in data.extra_forms("weather_en"))
+
+
+def test_composed_phrasings_format_with_their_fields() -> None:
+    fields = {"c": "Zubq", "z": "Asia/Tokyo", "e": "3 + 4", "a": 1, "b": 9, "s": 5, "l": "[1, 2]", "w": "abc"}
+    for family, _, _ in FAMILIES:
+        for template in data.extra_forms(family):
+            text = template.format(**fields)
+            assert "{" not in text and "}" not in text
+    for forms in phrasing.STRING_EN.values():
+        for template in forms:
+            assert "'abc'" in template.format(**fields)
