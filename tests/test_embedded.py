@@ -164,24 +164,33 @@ def test_eval_subset_never_calls_tools_when_none_are_offered(eval_report: dict) 
     assert eval_report["no_tool_calls"] == 0, eval_report["failures"]
 
 
-# Known shortfalls of the committed model (full eval, 200 cases: 97.5 % well-formed calls, 99.5 %
-# stop tokens, 5.7 % exact tool calls, 4.0 % correct code, 12.0 % answers with the key value).
-# Strict xfails: a retrained model that meets a target turns its test into a failure until the
-# marker is removed, so the thresholds themselves are never loosened.
-SHORTFALL = pytest.mark.xfail(strict=True, reason="the committed embedded model misses this target (README)")
-
-
-@SHORTFALL
 def test_eval_subset_protocol_is_perfect(eval_report: dict) -> None:
     assert eval_report["well_formed"] == 100.0, eval_report["failures"]
     assert eval_report["stop_ok"] == 100.0, eval_report["failures"]
 
 
-@SHORTFALL
-def test_eval_subset_meets_accuracy_targets(eval_report: dict) -> None:
+def test_eval_subset_tool_calls_are_exact(eval_report: dict) -> None:
     from composite.embedded.evaluate import THRESHOLDS
 
     assert eval_report["tool_exact"] >= THRESHOLDS["tool_exact"], eval_report["failures"]
+
+
+def test_eval_subset_answers_state_the_observation(eval_report: dict) -> None:
+    from composite.embedded.evaluate import THRESHOLDS
+
+    assert eval_report["answer_key"] >= THRESHOLDS["answer_key"], eval_report["failures"]
+
+
+# Known shortfall of the committed model (full eval, 200 cases: 74.0 % of interpreter code prints the
+# right result; held-out phrasings of string operations and of Chinese arithmetic are the misses).
+# Strict xfail: a retrained model that meets the target turns this into a failure until the marker
+# is removed, so the threshold itself is never loosened.
+SHORTFALL = pytest.mark.xfail(strict=True, reason="the committed embedded model misses this target (README)")
+
+
+@SHORTFALL
+def test_eval_subset_code_prints_the_right_result(eval_report: dict) -> None:
+    from composite.embedded.evaluate import THRESHOLDS
+
     code = eval_report["code_correct"] if eval_report["code_correct"] is not None else eval_report["code_exact"]
     assert code >= THRESHOLDS["code_correct"], eval_report["failures"]
-    assert eval_report["answer_key"] >= THRESHOLDS["answer_key"], eval_report["failures"]
