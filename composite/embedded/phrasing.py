@@ -12,8 +12,8 @@ from __future__ import annotations
 import random
 from itertools import product
 
-__all__ = ["far_from", "ARITH_EN", "ARITH_ZH", "CALC_EN", "CALC_ZH", "RAND_EN", "RAND_ZH", "STATS_EN", "STATS_ZH", "STRING_EN",
-           "TIME_EN", "TIME_ZH", "WEATHER_EN", "WEATHER_ZH", "dress"]
+__all__ = ["ARITH_EN", "ARITH_ZH", "CALC_EN", "CALC_ZH", "RAND_EN", "RAND_ZH", "STATS_EN", "STATS_ZH", "STRING_EN",
+           "TIME_EN", "TIME_ZH", "WEATHER_EN", "WEATHER_ZH", "dress", "far_from"]
 
 
 def _compose(*parts: list[str]) -> list[str]:

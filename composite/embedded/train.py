@@ -48,7 +48,7 @@ class TrainConfig:
     induction_row_len: int = 128
     copy_until: int = 600  # then a heavy share of the longer copy task, then dialogs
     checkpoint_minutes: float = 5.0
-    max_minutes: float = 0.0  # 0: no wall-clock limit; else stop then, and anneal the learning rate by then
+    max_minutes: float = 0.0  # 0: no wall-clock limit; else stop then, annealing the learning rate by then (per run)
     threads: int = 2
     device: str = "auto"  # auto (cuda when available), cpu or cuda
     workers: int = 0  # processes that build batches ahead of the trainer (0: in the training process)
