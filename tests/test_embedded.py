@@ -181,7 +181,7 @@ def test_eval_subset_answers_state_the_observation(eval_report: dict) -> None:
     assert eval_report["answer_key"] >= THRESHOLDS["answer_key"], eval_report["failures"]
 
 
-# Known shortfall of the committed model (full eval, 200 cases: 74.0 % of interpreter code prints the
+# Known shortfall of the committed model (full eval, 200 cases: 84.0 % of interpreter code prints the
 # right result; held-out phrasings of string operations and of Chinese arithmetic are the misses).
 # Strict xfail: a retrained model that meets the target turns this into a failure until the marker
 # is removed, so the threshold itself is never loosened.

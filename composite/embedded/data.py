@@ -64,6 +64,15 @@ TIMEZONES = [
 HELDOUT_TIMEZONES = {"Europe/Oslo", "Asia/Seoul", "America/Denver", "Africa/Nairobi", "Australia/Perth", "Europe/Prague"}
 WEATHER_WORDS = ["Sunny", "Clear", "Partly cloudy", "Cloudy", "Overcast", "Light rain", "Heavy rain", "Mist",
                  "Fog", "Light snow", "Thunderstorm", "Patchy rain nearby", "Light drizzle", "Blizzard"]
+WEATHER_FAILURES = [
+    "weather service unreachable at {url}: [Errno -2] Name or service not known",
+    "weather service unreachable at {url}: [Errno 111] Connection refused",
+    "weather service unreachable at {url}: timed out",
+    "weather service unreachable at {url}: [Errno 101] Network is unreachable",
+    "weather service at {url} answered HTTP 503 Service Unavailable",
+    "weather service at {url} answered HTTP 404 Not Found",
+    "weather service unreachable at {url}: Remote end closed connection without response",
+]
 WIND_DIRS = ["N", "NNE", "NE", "ENE", "E", "ESE", "SE", "SSE", "S", "SSW", "SW", "WSW", "W", "WNW", "NW", "NNW"]
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 CSV_COLUMNS = ["date", "city", "price", "amount", "name", "score", "age", "sales", "region", "product", "total"]
@@ -311,8 +320,13 @@ def ex_weather(rng: random.Random, split: str) -> Exchange:
 
         url = f"https://wttr.in/{quote(c, safe='')}?format=j1"
         obs = "Error: WeatherServiceError: weather service unreachable at " + url + ": [Errno -3] Temporary failure in name resolution"
+        if split == "train" and rng.random() < 0.6:  # the many ways the real tool reports a failed lookup
+            obs = "Error: WeatherServiceError: " + rng.choice(WEATHER_FAILURES).format(url=url)
         answer = (f"抱歉，无法获取{c}的天气：天气服务无法访问（本机可能没有网络）。" if zh else
                   f"Sorry, I could not get the weather for {c}: the weather service is unreachable (this machine may be offline).")
+        if "answered HTTP" in obs:
+            answer = (f"抱歉，无法获取{c}的天气：天气服务返回了错误，请稍后再试。" if zh else
+                      f"Sorry, I could not get the weather for {c}: the weather service answered with an error. Please try again later.")
         return Exchange([Message("user", q), call, Message("observation", obs), Message("assistant", answer)],
                         "tool", "get_weather", args, key=c)
     data = weather_payload(rng, c)
@@ -604,6 +618,8 @@ def ex_stats(rng: random.Random, split: str) -> Exchange:
     zh = _zh(rng, 0.25)
     data = [number(rng, split, rng.choice([1, 2, 3])) for _ in range(rng.randint(3, 7))]
     name, en, cn, expr = rng.choice(STATS)
+    if split == "train" and name == "mean" and rng.random() < 0.5:
+        en = rng.choice(["mean", "arithmetic mean", "average value"])
     listing = "[" + ", ".join(map(str, data)) + "]" if rng.random() < 0.6 else ", ".join(map(str, data))
     q = pick(rng, split, STATS_Q_ZH if zh else STATS_Q_EN, 1, extra_forms("stats_zh" if zh else "stats_en"), zh).format(
         s=cn if zh else en, l=listing)
