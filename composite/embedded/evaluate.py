@@ -12,8 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..dialect import ChatGLM3Dialect
-from ..tokenizer import ChatGLMTokenizer
 from . import MODEL_DIR
 from .data import EvalCase, sample_eval_case
 
@@ -24,35 +22,18 @@ KIND_SHARES = {"tool": 0.35, "code": 0.25, "answer": 0.25, "no_tool": 0.15}
 THRESHOLDS = {"tool_exact": 95.0, "code_correct": 95.0, "answer_key": 90.0, "well_formed": 100.0, "stop_ok": 100.0}
 
 
-def load(model_dir: Path = MODEL_DIR) -> tuple[Any, ChatGLM3Dialect]:
-    """The exported model (upcast to float32) and its dialect, exactly as the app loads them."""
-    import torch
-    from transformers import GlmForCausalLM
+def load(model_dir: Path = MODEL_DIR) -> Any:
+    """The exported model as the app runs it: the project's runtime, float32 on the CPU."""
+    from ..runtime import load_model
 
-    model = GlmForCausalLM.from_pretrained(model_dir, dtype=torch.float32, local_files_only=True)
-    model.eval()
-    marker = json.loads((Path(model_dir) / "composite.json").read_text())
-    dialect = ChatGLM3Dialect(ChatGLMTokenizer(Path(model_dir) / "tokenizer.model"), tools_indent=marker["tools_indent"])
-    return model, dialect
+    return load_model(model_dir, device="cpu", dtype="float32")
 
 
-def greedy(model: Any, prompt: list[int], stop_ids: set[int], max_new: int = 160) -> list[int]:
-    """Greedy decoding with a KV cache; the stop token, when reached, is the last id returned."""
-    import torch
-    from transformers import DynamicCache
+def greedy(runtime: Any, prompt: list[int], stop_ids: set[int], max_new: int = 160) -> list[int]:
+    """Greedy decoding through the app's own decode loop; the stop token, when reached, is the last id."""
+    from ..messages import SamplingParams
 
-    cache = DynamicCache(config=model.config)
-    inputs = torch.tensor([prompt])
-    out: list[int] = []
-    with torch.inference_mode():
-        for _ in range(max_new):
-            logits = model(input_ids=inputs, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
-            token = int(logits[0, -1].argmax())
-            out.append(token)
-            if token in stop_ids:
-                break
-            inputs = torch.tensor([[token]])
-    return out
+    return list(runtime.generate_ids(prompt, SamplingParams(temperature=0, max_new_tokens=max_new), stop_ids))
 
 
 def _normalize(value: Any) -> Any:
@@ -103,14 +84,13 @@ class _CodeRunner:
 
 
 def run_eval(n_cases: int = 200, seed: int = 7, model_dir: Path = MODEL_DIR, run_code: bool = True,
-             progress: bool = False, model: Any = None, dialect: ChatGLM3Dialect | None = None,
-             max_failures: int = 25) -> dict[str, Any]:
+             progress: bool = False, max_failures: int = 25) -> dict[str, Any]:
     """Accuracy on held-out cases. Percentages; None where a metric had no case or could not be measured."""
     from ..errors import ToolCallError
     from ..toolcall import parse_tool_call
 
-    if model is None or dialect is None:
-        model, dialect = load(model_dir)
+    runtime = load(model_dir)
+    dialect = runtime.dialect
     tok = dialect.tokenizer
     stops = dialect.stop_ids()
     cases = _eval_cases(n_cases, seed)
@@ -126,7 +106,7 @@ def run_eval(n_cases: int = 200, seed: int = 7, model_dir: Path = MODEL_DIR, run
     started = time.perf_counter()
     try:
         for case in iterator:
-            ids = greedy(model, dialect.render(case.messages, tools=case.tools), stops)
+            ids = greedy(runtime, dialect.render(case.messages, tools=case.tools), stops)
             expected_stop = tok["<|observation|>"] if case.expect in ("tool", "code") else tok["<|user|>"]
             stop_ok = bool(ids) and ids[-1] == expected_stop
             counts["stop_ok"] += stop_ok
@@ -222,17 +202,18 @@ def benchmark(model_dir: Path = MODEL_DIR, new_tokens: int = 200, runs: int = 5)
 
     imported = time.perf_counter() - t0
     t1 = time.perf_counter()
-    model, dialect = load(model_dir)
+    runtime = load(model_dir)
+    dialect = runtime.dialect
     loaded = time.perf_counter() - t1
     from ..messages import Message
     from ..prompts import SYSTEM_PROMPTS
 
     prompt = dialect.render([Message("system", SYSTEM_PROMPTS["chat"]), Message("user", "Who are you?")])
-    greedy(model, prompt, set(), max_new=8)  # warm-up
+    greedy(runtime, prompt, set(), max_new=8)  # warm-up
     rates = []
     for _ in range(runs):
         t2 = time.perf_counter()
-        out = greedy(model, prompt, set(), max_new=new_tokens)
+        out = greedy(runtime, prompt, set(), max_new=new_tokens)
         rates.append(len(out) / (time.perf_counter() - t2))
     return {
         "load_seconds": round(loaded, 3),  # weights + tokenizer, libraries already imported
@@ -241,6 +222,6 @@ def benchmark(model_dir: Path = MODEL_DIR, new_tokens: int = 200, runs: int = 5)
         "decode_tokens_per_second": round(statistics.median(rates), 1),  # median of the runs
         "decode_runs": [round(r, 1) for r in rates],
         "prompt_tokens": len(prompt),
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": sum(p.numel() for p in runtime.model.parameters()),
         "threads": torch.get_num_threads(),
     }
