@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 
-__all__ = ["Message", "AssistantTurn", "SamplingParams", "ROLES"]
+__all__ = ["Message", "Call", "AssistantTurn", "SamplingParams", "ROLES"]
 
 ROLES = ("system", "user", "assistant", "observation")
 
@@ -53,6 +53,21 @@ class Message:
 
 
 @dataclass
+class Call:
+    """One tool call, parsed once where the call syntax is known (the dialect or the backend).
+
+    Either `arguments` holds the parsed arguments, or `error` says why the call text could not be
+    parsed (the agent returns that error to the model as the call's observation). `id` is the
+    engine's call id (OpenAI `tool_call_id`), empty for ChatGLM3, which has one call per turn.
+    """
+
+    name: str
+    arguments: dict[str, Any] | None = None
+    error: str = ""
+    id: str = ""
+
+
+@dataclass
 class AssistantTurn:
     """A parsed assistant turn: plain text, a tool call, or interpreter code."""
 
@@ -63,6 +78,7 @@ class AssistantTurn:
     tool_name: str = ""
     code: str = ""  # the python block (tool_call(...) for tool calls, program for code)
     arguments: dict[str, Any] | None = None  # filled when the dialect gives structured arguments
+    calls: list[Call] = field(default_factory=list)  # the parsed tool calls of this turn, in order
 
     def to_message(self) -> Message:
         return Message("assistant", self.content, self.metadata)
