@@ -485,6 +485,38 @@ def test_current_time_unknown_zone_is_a_clear_error():
         assert result.error.startswith(f"TimeZoneError: unknown time zone {bad!r}; expected an IANA name")
 
 
+@pytest.mark.parametrize(
+    ("place", "zone"),
+    [("Tokyo", "Asia/Tokyo"), ("new york", "America/New_York"), ("北京", "Asia/Shanghai"), ("東京", None),
+     ("São Paulo", "America/Sao_Paulo"), ("Sao Paulo", "America/Sao_Paulo"), ("San Francisco", "America/Los_Angeles"),
+     ("Reykjavik", "Atlantic/Reykjavik"), ("成都", "Asia/Shanghai"), ("东京", "Asia/Tokyo"), ("Zürich", "Europe/Zurich"),
+     ("asia/tokyo", "Asia/Tokyo"), ("Buenos Aires", "America/Argentina/Buenos_Aires"), ("上海市", "Asia/Shanghai")],
+)
+def test_current_time_accepts_city_names(place, zone):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    result = default_registry.call("current_time", {"timezone": place})
+    if zone is None:  # traditional characters are not in the table: a clear error, not a guess
+        assert not result.ok and "unknown time zone" in result.error
+        return
+    assert result.ok, result.error
+    assert result.value["timezone"] == zone
+    offset = datetime.fromisoformat(result.value["datetime"]).utcoffset()
+    assert offset == datetime.now(ZoneInfo(zone)).utcoffset()
+    if "/" not in place:
+        assert result.value["place"] == place
+
+
+def test_current_time_unknown_place_lists_close_matches():
+    result = default_registry.call("current_time", {"timezone": "Tokio"})
+    assert not result.ok and "did you mean Tokyo (Asia/Tokyo)?" in result.error
+    result = default_registry.call("current_time", {"timezone": "Nwe York"})
+    assert "New York (America/New_York)" in result.error
+    result = default_registry.call("current_time", {"timezone": "Qwxzplk"})
+    assert "did you mean" not in result.error and "or a city name such as 'Tokyo'" in result.error
+
+
 # ---------------------------------------------------------------------------------------------------
 # built-in: calculator
 

@@ -125,24 +125,154 @@ def get_weather(city_name: Annotated[str, "The name of the city to be queried"])
 # ---------------------------------------------------------------------------------------------------
 
 
+# Places people name that are not the last part of an IANA zone (zone cities such as Tokyo, New York or
+# São Paulo are found from the zone names themselves), English and Chinese.
+_PLACE_ZONES = {
+    "Asia/Shanghai": "Beijing Peking Shenzhen Guangzhou Canton Chengdu Chongqing Hangzhou Nanjing Wuhan Xian Xi'an "
+                     "Tianjin Suzhou Qingdao Dalian Xiamen Kunming Harbin Shenyang Changsha Zhengzhou Jinan Hefei "
+                     "Fuzhou Nanning Guiyang Lanzhou China 北京 上海 广州 深圳 成都 重庆 杭州 南京 武汉 西安 天津 苏州 "
+                     "青岛 大连 厦门 昆明 哈尔滨 沈阳 长沙 郑州 济南 合肥 福州 南宁 贵阳 兰州 拉萨 乌鲁木齐 中国",
+    "Asia/Hong_Kong": "香港 HK", "Asia/Macau": "澳门", "Asia/Taipei": "Taiwan Kaohsiung Taichung 台北 台湾 高雄 台中",
+    "Asia/Tokyo": "Japan Osaka Kyoto Yokohama Nagoya Sapporo Fukuoka Kobe Hiroshima Okinawa 东京 日本 大阪 京都",
+    "Asia/Seoul": "Korea South Korea Busan Incheon 首尔 汉城 韩国 釜山", "Asia/Pyongyang": "North Korea 平壤",
+    "Asia/Kolkata": "India Mumbai Bombay Delhi New Delhi Bangalore Bengaluru Chennai Madras Hyderabad Pune "
+                    "Ahmedabad Calcutta 印度 孟买 新德里 德里 班加罗尔",
+    "Asia/Singapore": "新加坡", "Asia/Bangkok": "Thailand Phuket Chiang Mai 曼谷 泰国 普吉岛",
+    "Asia/Ho_Chi_Minh": "Vietnam Viet Nam Hanoi Ho Chi Minh City Saigon 越南 河内 胡志明市",
+    "Asia/Kuala_Lumpur": "Malaysia 吉隆坡 马来西亚", "Asia/Jakarta": "Indonesia Bali 雅加达 印度尼西亚 印尼 巴厘岛",
+    "Asia/Manila": "Philippines 马尼拉 菲律宾", "Asia/Dubai": "UAE Abu Dhabi 迪拜 阿联酋 阿布扎比",
+    "Asia/Riyadh": "Saudi Arabia Mecca Jeddah 利雅得 沙特", "Asia/Tehran": "Iran 德黑兰 伊朗",
+    "Asia/Jerusalem": "Israel Tel Aviv 耶路撒冷 以色列 特拉维夫", "Asia/Karachi": "Pakistan Lahore Islamabad 卡拉奇 巴基斯坦",
+    "Asia/Kathmandu": "Nepal 加德满都 尼泊尔", "Asia/Yangon": "Myanmar Rangoon 仰光 缅甸", "Asia/Dhaka": "Bangladesh 达卡",
+    "Asia/Almaty": "Kazakhstan 阿拉木图", "Asia/Ulaanbaatar": "Mongolia Ulan Bator 乌兰巴托 蒙古",
+    "Europe/London": "UK United Kingdom England Britain Great Britain Manchester Birmingham Liverpool Edinburgh "
+                     "Glasgow Oxford Cambridge Scotland 伦敦 英国 曼彻斯特 爱丁堡",
+    "Europe/Paris": "France Lyon Marseille Nice Toulouse Bordeaux 巴黎 法国 里昂 马赛",
+    "Europe/Berlin": "Germany Munich München Frankfurt Hamburg Cologne Köln Stuttgart Düsseldorf 柏林 德国 慕尼黑 法兰克福 汉堡",
+    "Europe/Madrid": "Spain Barcelona Seville Sevilla Valencia Málaga Malaga 马德里 西班牙 巴塞罗那",
+    "Europe/Rome": "Italy Milan Milano Venice Venezia Florence Firenze Naples Napoli Turin Torino 罗马 意大利 米兰 威尼斯 佛罗伦萨",
+    "Europe/Amsterdam": "Netherlands Holland Rotterdam The Hague 阿姆斯特丹 荷兰", "Europe/Brussels": "Belgium 布鲁塞尔 比利时",
+    "Europe/Zurich": "Switzerland Geneva Genève Bern Basel 苏黎世 瑞士 日内瓦", "Europe/Vienna": "Austria Wien Salzburg 维也纳 奥地利",
+    "Europe/Prague": "Czechia Czech Republic Praha 布拉格 捷克", "Europe/Warsaw": "Poland Kraków Krakow 华沙 波兰",
+    "Europe/Stockholm": "Sweden Gothenburg 斯德哥尔摩 瑞典", "Europe/Oslo": "Norway Bergen 奥斯陆 挪威",
+    "Europe/Copenhagen": "Denmark 哥本哈根 丹麦", "Europe/Helsinki": "Finland 赫尔辛基 芬兰",
+    "Europe/Athens": "Greece 雅典 希腊", "Europe/Istanbul": "Turkey Türkiye Ankara 伊斯坦布尔 土耳其 安卡拉",
+    "Europe/Moscow": "Russia Saint Petersburg St Petersburg St. Petersburg 莫斯科 俄罗斯 圣彼得堡",
+    "Europe/Kyiv": "Ukraine Kiev 基辅 乌克兰", "Europe/Lisbon": "Portugal Porto 里斯本 葡萄牙",
+    "Europe/Dublin": "Ireland 都柏林 爱尔兰", "Atlantic/Reykjavik": "Iceland 雷克雅未克 冰岛",
+    "Europe/Budapest": "Hungary 布达佩斯 匈牙利",
+    "America/New_York": "New York City NYC Boston Washington Washington DC Philadelphia Miami Atlanta Pittsburgh "
+                        "Orlando Baltimore 纽约 波士顿 华盛顿 费城 迈阿密",
+    "America/Chicago": "Houston Dallas Austin San Antonio New Orleans Minneapolis St. Louis 芝加哥 休斯顿 达拉斯",
+    "America/Denver": "Salt Lake City 丹佛", "America/Phoenix": "Arizona 凤凰城",
+    "America/Los_Angeles": "LA San Francisco San Diego Seattle Las Vegas Portland San Jose Silicon Valley "
+                           "洛杉矶 旧金山 三藩市 西雅图 拉斯维加斯",
+    "America/Toronto": "Ottawa Montreal Montréal Québec Quebec 多伦多 渥太华 蒙特利尔", "America/Vancouver": "温哥华",
+    "America/Mexico_City": "Mexico 墨西哥城 墨西哥", "America/Sao_Paulo": "Brazil Rio de Janeiro Rio Brasília Brasilia 圣保罗 巴西 里约热内卢",
+    "America/Argentina/Buenos_Aires": "Argentina 布宜诺斯艾利斯 阿根廷", "America/Santiago": "Chile 圣地亚哥（智利） 智利",
+    "America/Lima": "Peru 利马 秘鲁", "America/Bogota": "Colombia 波哥大 哥伦比亚", "America/Havana": "Cuba 哈瓦那 古巴",
+    "Pacific/Honolulu": "Hawaii 檀香山 夏威夷", "America/Anchorage": "Alaska 安克雷奇 阿拉斯加",
+    "Australia/Sydney": "Australia Canberra 悉尼 澳大利亚 堪培拉", "Australia/Melbourne": "墨尔本",
+    "Australia/Brisbane": "布里斯班", "Australia/Perth": "珀斯", "Pacific/Auckland": "New Zealand Wellington 奥克兰 新西兰 惠灵顿",
+    "Africa/Cairo": "Egypt 开罗 埃及", "Africa/Johannesburg": "South Africa Cape Town Pretoria Durban 约翰内斯堡 南非 开普敦",
+    "Africa/Lagos": "Nigeria Abuja 拉各斯 尼日利亚", "Africa/Nairobi": "Kenya 内罗毕 肯尼亚",
+    "Africa/Casablanca": "Morocco Marrakesh Marrakech Rabat 卡萨布兰卡 摩洛哥", "Africa/Addis_Ababa": "Ethiopia 亚的斯亚贝巴",
+    "UTC": "格林尼治 世界协调时",
+}
+# Multi-word English names in the table above (the rest split on spaces).
+_MULTIWORD = ("South Korea", "North Korea", "New Delhi", "Chiang Mai", "Ho Chi Minh City", "Viet Nam", "Abu Dhabi",
+              "Saudi Arabia", "Tel Aviv", "Ulan Bator", "United Kingdom", "Great Britain", "The Hague",
+              "Czech Republic", "Saint Petersburg", "St Petersburg", "St. Petersburg", "New York City",
+              "Washington DC", "San Antonio", "New Orleans", "St. Louis", "Salt Lake City", "San Francisco",
+              "San Diego", "Las Vegas", "San Jose", "Silicon Valley", "Rio de Janeiro", "New Zealand",
+              "South Africa", "Cape Town", "Addis Ababa")
+
+
+def _place_key(text: str) -> str:
+    """Case, accents, and the separators people use ('_', '-', runs of spaces) do not matter."""
+    import unicodedata
+
+    plain = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+    return " ".join(plain.replace("_", " ").replace("-", " ").casefold().split())
+
+
+def _place_names(value: str) -> list[str]:
+    names = []
+    for multi in _MULTIWORD:
+        if multi in value:
+            names.append(multi)
+            value = value.replace(multi, " ")
+    return names + value.split()
+
+
+_ZONE_INDEX: dict[str, tuple[str, str]] = {}  # place key -> (IANA zone, display name); filled on first use
+
+
+def _zone_index() -> dict[str, tuple[str, str]]:
+    if not _ZONE_INDEX:
+        from zoneinfo import available_timezones
+
+        index: dict[str, tuple[str, str]] = {}
+        for zone in sorted(available_timezones()):
+            if zone in ("Factory", "localtime") or zone.startswith(("Etc/", "SystemV/", "posix/", "right/")):
+                continue
+            index.setdefault(_place_key(zone), (zone, zone))
+            if "/" in zone:  # the city part: "America/New_York" -> "new york" (canonical zones win: sorted order)
+                city = zone.rsplit("/", 1)[1]
+                index.setdefault(_place_key(city), (zone, city.replace("_", " ")))
+        for zone, names in _PLACE_ZONES.items():
+            for name in _place_names(names):
+                index[_place_key(name)] = (zone, name)
+        _ZONE_INDEX.update(index)
+    return _ZONE_INDEX
+
+
+def resolve_zone(name: str) -> tuple[str, str]:
+    """(IANA zone, place) for an IANA name or a city / country name; place is "" for an IANA or UTC name.
+
+    Raises TimeZoneError naming close matches when neither fits.
+    """
+    text = name.strip()
+    if text.upper() in ("UTC", "Z", "GMT", "UCT") or text in ("协调世界时", "世界时"):
+        return "UTC", ""
+    index = _zone_index()
+    key = _place_key(text)
+    for suffix in ("市", "时间", "时区"):  # "北京市", "东京时间"
+        if key not in index and key.endswith(suffix) and key[: -len(suffix)] in index:
+            key = key[: -len(suffix)]
+    if key in index:
+        zone, place = index[key]
+        return zone, ("" if "/" in text or key == _place_key(zone) and "/" in zone else text)
+    import difflib
+
+    close = difflib.get_close_matches(key, list(index), n=4, cutoff=0.75)
+    hints = []
+    for match in close:
+        zone, place = index[match]
+        hint = zone if place == zone else f"{place} ({zone})"
+        if hint not in hints:
+            hints.append(hint)
+    hint = f"; did you mean {', '.join(hints)}?" if hints else ""
+    raise TimeZoneError(
+        f"unknown time zone {name!r}; expected an IANA name such as 'UTC', 'Asia/Shanghai' or 'America/New_York', "
+        f"or a city name such as 'Tokyo' or '北京'{hint}"
+    )
+
+
 def current_time(
-    timezone: Annotated[str, "IANA time zone name, e.g. Asia/Shanghai"] = "UTC",
+    timezone: Annotated[str, "IANA time zone name or city, e.g. Asia/Shanghai or Tokyo"] = "UTC",
 ) -> dict[str, str]:
-    """Get the current date and time in a time zone."""
-    name = timezone.strip()
-    if name.upper() in ("UTC", "Z", "GMT"):
-        zone: Any = dt_timezone.utc
-        name = "UTC"
-    else:
-        try:
-            zone = ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
-            raise TimeZoneError(
-                f"unknown time zone {timezone!r}; expected an IANA name such as 'UTC', 'Asia/Shanghai' or "
-                "'America/New_York'"
-            ) from exc
+    """Get the current date and time in a time zone or city."""
+    zone_name, place = resolve_zone(timezone)
+    try:
+        zone: Any = dt_timezone.utc if zone_name == "UTC" else ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise TimeZoneError(f"time zone {zone_name!r} has no data on this machine (install tzdata)") from exc
     now = datetime.now(zone).replace(microsecond=0)
-    return {"timezone": name, "datetime": now.isoformat(), "weekday": now.strftime("%A")}
+    result = {"timezone": zone_name, "datetime": now.isoformat(), "weekday": now.strftime("%A")}
+    if place:
+        result = {"place": place, **result}
+    return result
 
 
 # ---------------------------------------------------------------------------------------------------
