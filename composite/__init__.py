@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 _WHERE = {
-    "load_model": "composite.runtime",
+    "load_model": "composite.backends.local",
     "Agent": "composite.agent",
     "Decision": "composite.agent",
     "Message": "composite.messages",

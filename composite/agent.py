@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Iterator, Literal
 
 from .errors import ConfigError, SandboxError
 from .events import (
@@ -25,6 +25,9 @@ from .events import (
 )
 from .messages import AssistantTurn, Message, SamplingParams
 from .prompts import MODES
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
 
 __all__ = ["Agent", "Decision", "pending_call", "rounds_used"]
 
@@ -77,7 +80,7 @@ class Agent:
 
     def __init__(
         self,
-        backend: Any,
+        backend: Backend,
         mode: str = "chat",
         registry: Any = None,
         enabled_tools: list[str] | None = None,
@@ -116,7 +119,7 @@ class Agent:
         if self.mode == "tool":
             return self.registry.chatglm3_tools(self.enabled_tools) or None
         if self.mode == "code":
-            code_tools = getattr(getattr(self.backend, "dialect", None), "code_tools", None)
+            code_tools = getattr(self.backend, "code_tools", None)  # None: the dialect has an interpreter role
             return code_tools() if code_tools else None
         return None
 

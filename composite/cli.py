@@ -89,7 +89,7 @@ def _params(args: argparse.Namespace):
 
 
 def _load(args: argparse.Namespace, err: TextIO):
-    from .runtime import load_model, resolve_model_path
+    from .backends.local import load_model, resolve_model_path
 
     path = resolve_model_path(args.model)
     err.write(f"loading {path or 'the embedded model'} ...\n")
@@ -280,7 +280,7 @@ def _cmd_tools(args, out, err, stdin) -> int:
 
 
 def _cmd_convert(args, out, err, stdin) -> int:
-    from .checkpoint import convert_cli
+    from .backends.chatglm3_checkpoint import convert_cli
 
     return convert_cli(args.src, args.dst, args.dtype)
 

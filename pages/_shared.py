@@ -18,7 +18,7 @@ from composite.agent import Agent, Decision, pending_call
 from composite.errors import CompositeError
 from composite.messages import Message, SamplingParams
 from composite.prompts import system_prompt
-from composite.runtime import load_model, resolve_model_path
+from composite.backends.local import load_model, resolve_model_path
 
 TITLES = {"chat": "💬 Chat", "tool": "🛠️ Tool", "code": "🧑‍💻 Code Interpreter"}
 STREAM_INTERVAL = 0.05  # seconds between placeholder updates while streaming

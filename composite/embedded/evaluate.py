@@ -24,7 +24,7 @@ THRESHOLDS = {"tool_exact": 95.0, "code_correct": 95.0, "answer_key": 90.0, "wel
 
 def load(model_dir: Path = MODEL_DIR) -> Any:
     """The exported model as the app runs it: the project's runtime, float32 on the CPU."""
-    from ..runtime import load_model
+    from ..backends.local import load_model
 
     return load_model(model_dir, device="cpu", dtype="float32")
 
