@@ -46,6 +46,59 @@ def env_defaults():
     return SandboxConfig.from_env()
 
 
+DOWNLOAD_LIMIT = 100 * 2**20  # bytes one download button may read (on click, never while rendering)
+
+
+def _file_downloads(executor) -> None:
+    """One download button per workdir file, keyed by its relative path; the bytes are read only
+    when the button is clicked, through the executor's safe reader (no links, capped)."""
+    import functools
+    import hashlib
+
+    from composite.errors import SandboxError
+
+    try:
+        files = executor.list_files()
+    except SandboxError as exc:
+        st.caption(f"Files: {exc}")
+        return
+    if not files:
+        return
+    st.caption("Files in the working directory")
+    for item in files:
+        too_big = item.size > DOWNLOAD_LIMIT
+        # a key from the path's hash: every kernel-made name (duplicates in other folders, any
+        # character) gives a distinct, valid key
+        digest = hashlib.sha256(item.path.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+        st.download_button(
+            f"⬇️ {_shown(item.path)} ({_size(item.size)})",
+            functools.partial(executor.read_file, item.path, DOWNLOAD_LIMIT),
+            _shown(item.name, 200),
+            key=f"code_dl_{digest}",
+            disabled=too_big,
+            help=f"larger than the {_size(DOWNLOAD_LIMIT)} download limit" if too_big else None,
+            on_click="ignore",
+            use_container_width=True,
+        )
+
+
+def _size(n: float) -> str:
+    if n < 1024:
+        return f"{n:.0f} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024
+        if n < 1024 or unit == "TiB":
+            break
+    return f"{n:.1f} {unit}"
+
+
+def _shown(name: str, limit: int = 120) -> str:
+    """A kernel-made name made safe to show: undecodable bytes and control characters replaced, capped."""
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 ui.page_header(MODE)
 runtime = ui.model_sidebar()
 params = ui.sampling_sidebar(MODE, runtime.info.context_length if runtime else 8192)
@@ -78,12 +131,7 @@ with st.sidebar:
         if upload.file_id not in seen:
             seen[upload.file_id] = sandbox.upload(upload.name, upload.getvalue()).name
             st.session_state.setdefault("code_new_files", []).append(seen[upload.file_id])
-    files = sandbox.list_files()
-    if files:
-        st.caption("Files in the working directory")
-        for path in files:
-            st.download_button(f"⬇️ {path.name}", path.read_bytes(), path.name, key=f"code_dl_{path.name}",
-                               use_container_width=True)
+    _file_downloads(sandbox)
 
 ui.system_sidebar(MODE)
 ui.conversation_sidebar(MODE)

@@ -30,13 +30,9 @@ from composite.sandbox import (
     cleanup_stale_state,
     run_exec_cli,
 )
-from composite.sandbox_isolation import bwrap_argv, exit_reason, probe_bwrap
-from composite.sandbox_outputs import (
-    cut_middle,
-    decode_large_stream,
-    image_size,
-    write_file_safely,
-)
+from composite.sandbox.files import write_file_safely
+from composite.sandbox.isolation import bwrap_argv, exit_reason, probe_bwrap
+from composite.sandbox.outputs import cut_middle, decode_large_stream, image_size
 
 BWRAP_OK, BWRAP_WHY = probe_bwrap("bwrap")
 needs_bwrap = pytest.mark.skipif(not BWRAP_OK, reason=f"bubblewrap cannot run here: {BWRAP_WHY}")
@@ -231,7 +227,7 @@ def test_stale_state_cleanup_trusts_only_our_own_directories(tmp_path):
 
 
 def test_without_bubblewrap_isolation_is_reported_reduced(monkeypatch, caplog):
-    monkeypatch.setattr("composite.sandbox.probe_bwrap", lambda path: (False, "test: bwrap disabled"))
+    monkeypatch.setattr("composite.sandbox.kernel.probe_bwrap", lambda path: (False, "test: bwrap disabled"))
     with caplog.at_level(logging.WARNING, logger="composite.sandbox"):
         sandbox = Sandbox(config=cfg(isolation="auto"))
     try:
@@ -615,7 +611,7 @@ def test_upload_then_read_in_the_kernel(sb):
     assert path == sb.workdir / "evil.txt"
     result = sb.execute("print(open('evil.txt').read())")
     assert result.text() == "hello from the host\n"
-    assert path in sb.list_files()
+    assert "evil.txt" in [f.path for f in sb.list_files()]
     with pytest.raises(SandboxError, match="plain file name"):
         sb.upload("..", b"x")
 

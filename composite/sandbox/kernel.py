@@ -1,55 +1,14 @@
-"""The code-interpreter sandbox: a Jupyter kernel (ipykernel via jupyter_client, IPC transport)
-run under bubblewrap with resource limits; ordered outputs, timeouts, restarts, per-session kernels.
-
-What is protected (full isolation, i.e. bubblewrap works; `Sandbox.isolation == "full"`):
-
-* network: a new network namespace with no interfaces but its own loopback; no Internet, no DNS,
-  and not the host's 127.0.0.1 services;
-* host filesystem: mounted read-only; /tmp and /dev/shm are private size-limited tmpfs; /run,
-  /home, /root, the host user's home and the sessions directory are hidden behind empty tmpfs
-  (the Python installation the kernel needs is bound back read-only); the session's working
-  directory (HOME, the cwd, where uploads and plots go) is the only writable host path;
-* other sessions: each kernel sees only its own workdir and its own IPC sockets; as root, each
-  kernel runs as its own unprivileged uid (files and the process limit are per uid);
-* processes: own PID namespace (host processes are invisible and cannot be signalled; every
-  process of the sandbox dies with its kernel), killed if the host process dies, even by SIGKILL
-  (--die-with-parent for bubblewrap, a host-alive pipe for the kernel); new IPC/UTS/cgroup
-  namespaces; no capabilities, no_new_privs (setuid binaries do not elevate);
-* resources, per kernel process (setrlimit before any user code): address space (default 2 GiB),
-  CPU seconds, number of processes/threads (fork bombs), file size (disk fill by one file),
-  open files; no core dumps; host environment variables (API keys...) are not passed on;
-* time: each execution has a timeout; then SIGINT, and a restart if the kernel does not answer
-  within interrupt_grace;
-  kernel death (segfault, os._exit, kill) is detected and the kernel restarted; `input()` fails
-  fast; output kept per execution is capped.
-
-What is NOT protected:
-
-* the total disk used by many files in the workdir (only each file's size is limited), and the
-  memory of a whole process tree (the limit is per process, times the process limit);
-* CPU share: code may use every core until its timeout (no cgroup quota);
-* reading world-readable host files (e.g. /etc, /usr, the project directory) - read-only, not
-  hidden; Unix sockets on the host filesystem that are world-writable remain connectable;
-* kernel exploits: bubblewrap gives namespaces (no seccomp filter is installed), not a VM;
-* orphaned grandchildren of the kernel stay as zombies until the kernel restarts (the kernel is
-  PID 1 of its namespace); they count towards the process limit.
-
-Reduced isolation (bubblewrap missing or not permitted): `isolation == "reduced"` and
-`isolation_note == "sandbox: reduced (no network/filesystem isolation)"`, logged as a warning;
-only the resource limits, the private working directory as cwd/HOME, the scrubbed environment
-and (as root, when the interpreter is readable by others) a separate uid remain.
-"""
+"""The local kernel: `Sandbox`, one ipykernel (jupyter_client, IPC transport) under bubblewrap
+with resource limits; ordered outputs, timeouts, interrupts, restarts and death detection.
+What it protects and what not: see the package docstring (composite/sandbox/__init__.py)."""
 
 from __future__ import annotations
 
 import atexit
 import functools
-import json
 import logging
 import os
 import re
-import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -57,16 +16,27 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Generator, Iterator
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from composite.errors import ConfigError, SandboxError
-from composite.sandbox_isolation import (
+from composite.errors import SandboxError
+from composite.sandbox.base import ExecutorStatus, SandboxStartError
+from composite.sandbox.config import SandboxConfig
+from composite.sandbox.files import (
+    MAX_READ_BYTES,
+    WorkFile,
+    chown_tree,
+    list_workdir,
+    read_workdir_file,
+    remove_tree,
+    safe_name,
+    write_file_safely,
+)
+from composite.sandbox.isolation import (
     FULL_NOTE,
     REDUCED_NOTE,
-    Limits,
     accessible_to_others,
     allocate_uid,
     bootstrap_argv,
@@ -79,136 +49,29 @@ from composite.sandbox_isolation import (
     python_paths,
     release_uid,
 )
-from composite.sandbox_outputs import (
+from composite.sandbox.outputs import (
     STDIN_NOTE,
     ExecutionResult,
     Output,
     OutputCollector,
     cut_middle,
     decode_large_stream,
-    write_file_safely,
+)
+from composite.sandbox.processes import (
+    STATE_PREFIX,
+    cleanup_stale_state,
+    kill_process,
+    only_child,
+    process_identity,
+    wait_gone,
 )
 
-__all__ = [
-    "SandboxConfig",
-    "Output",
-    "ExecutionResult",
-    "Sandbox",
-    "SandboxManager",
-    "SandboxStartError",
-    "run_exec_cli",
-    "cleanup_stale_state",
-    "FULL_NOTE",
-    "REDUCED_NOTE",
-]
+__all__ = ["Sandbox"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("composite.sandbox")
 
-ENV_PREFIX = "COMPOSITE_SANDBOX_"
-_GiB = 2**30
 _MiB = 2**20
 _LARGE_FRAME = 2 * _MiB  # stream messages bigger than this are decoded only as far as we keep
-
-
-class SandboxStartError(SandboxError):
-    """The sandboxed kernel could not be started (or restarted)."""
-
-
-@dataclass
-class SandboxConfig:
-    """Every sandbox setting in one place. `SandboxConfig()` is the defaults;
-    `SandboxConfig.from_env(**overrides)` reads COMPOSITE_SANDBOX_<FIELD> (e.g.
-    COMPOSITE_SANDBOX_MEMORY_BYTES=4G) and then applies the keyword overrides."""
-
-    timeout: float = 60.0  # default seconds per execution
-    interrupt_grace: float = 5.0  # seconds the kernel gets to answer SIGINT before a restart
-    startup_timeout: float = 30.0
-    memory_bytes: int = 2 * _GiB  # RLIMIT_AS per kernel process
-    cpu_seconds: int = 3600  # RLIMIT_CPU per kernel process (its whole life)
-    max_processes: int = 256  # RLIMIT_NPROC: processes + threads of the kernel's uid
-    max_file_bytes: int = 1 * _GiB  # RLIMIT_FSIZE
-    max_open_files: int = 1024  # RLIMIT_NOFILE
-    tmp_bytes: int = 512 * _MiB  # size of the private /tmp
-    max_output_chars: int = 200_000  # text kept per execution
-    max_images: int = 50  # images kept per execution
-    idle_timeout: float = 1800.0  # SandboxManager culls kernels idle this long
-    prestart: int = 1  # SandboxManager keeps this many started spare kernels
-    isolation: str = "auto"  # "auto" | "full" (fail without bubblewrap) | "reduced"
-    bwrap: str = "bwrap"
-    python: str = ""  # kernel interpreter; "" = this one (it needs ipykernel)
-    kernel_uid: int | None = None  # as root: the kernel's uid; None = a fresh one per kernel
-    base_dir: str = ""  # SandboxManager's sessions directory; "" = <tmp>/composite-sandboxes-<uid>
-    runtime_dir: str = ""  # where kernel state (IPC sockets, logs) goes; "" = the system temp dir
-    hide_paths: tuple[str, ...] = ()  # extra host directories to hide from the kernel
-
-    def __post_init__(self) -> None:
-        positive = (
-            "timeout",
-            "interrupt_grace",
-            "startup_timeout",
-            "memory_bytes",
-            "cpu_seconds",
-            "max_processes",
-            "max_file_bytes",
-            "max_open_files",
-            "tmp_bytes",
-            "max_output_chars",
-            "idle_timeout",
-        )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"sandbox {name} must be positive, got {getattr(self, name)!r}")
-        if self.prestart < 0 or self.max_images < 0:
-            raise ConfigError("sandbox prestart and max_images must be 0 or more")
-        if self.isolation not in ("auto", "full", "reduced"):
-            raise ConfigError(
-                f"sandbox isolation must be 'auto', 'full' or 'reduced', got {self.isolation!r}"
-            )
-        self.hide_paths = tuple(self.hide_paths)
-
-    @property
-    def limits(self) -> Limits:
-        return Limits(
-            self.memory_bytes, self.cpu_seconds, self.max_processes, self.max_file_bytes, self.max_open_files
-        )
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> SandboxConfig:
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            key = ENV_PREFIX + f.name.upper()
-            if f.name in overrides or key not in env:
-                continue
-            values[f.name] = _parse_env_value(f.name, cls.__dataclass_fields__[f.name].default, env[key], key)
-        values.update(overrides)
-        return cls(**values)
-
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.I)
-
-
-def _parse_env_value(name: str, default: Any, raw: str, key: str) -> Any:
-    try:
-        if name == "kernel_uid":
-            return int(raw) if raw.strip() else None
-        if name == "hide_paths":
-            return tuple(p for p in raw.split(os.pathsep) if p)
-        if isinstance(default, bool):
-            return raw.strip().lower() in ("1", "true", "yes", "on")
-        if isinstance(default, int):
-            match = _SIZE.match(raw)
-            if not match:
-                raise ValueError(raw)
-            scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[match.group(2).lower()]
-            return int(float(match.group(1)) * scale)
-        if isinstance(default, float):
-            return float(raw)
-        return raw
-    except ValueError:
-        raise ConfigError(
-            f"{key}={raw!r} is not a valid {type(default).__name__} (expected e.g. {default!r})"
-        ) from None
 
 
 @functools.lru_cache(maxsize=1)
@@ -239,6 +102,7 @@ def _zmq_context() -> Any:
     return zmq.Context.instance()
 
 
+_janitor_done: set[str] = set()
 _LIVE: weakref.WeakSet[Sandbox] = weakref.WeakSet()
 _atexit_lock = threading.Lock()
 _atexit_registered = False
@@ -257,69 +121,8 @@ def _register_atexit() -> None:
             _atexit_registered = True
 
 
-_STATE_PREFIX = "composite-sandbox-"
-_janitor_done: set[str] = set()
-
-
-def _process_identity(pid: int) -> str | None:
-    """pid plus its start time: survives pid reuse."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            start = fh.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-    return f"{pid} {start}"
-
-
-def _owned_by_us(path: Path, kind: Any) -> bool:
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return False
-    return bool(kind(st.st_mode)) and st.st_uid == os.geteuid()
-
-
-def cleanup_stale_state(runtime_dir: str | None = None) -> int:
-    """Remove sandbox state directories (and their own workdirs) left behind by host processes
-    that died without shutting down (e.g. SIGKILL); returns how many were removed."""
-    parent = Path(runtime_dir or tempfile.gettempdir())
-    removed = 0
-    try:
-        candidates = [p for p in parent.iterdir() if p.name.startswith(_STATE_PREFIX)]
-    except OSError:
-        return 0
-    for state in candidates:
-        # trust only what this user created: anyone can make a directory in /tmp
-        if not _owned_by_us(state, stat.S_ISDIR):
-            continue
-        try:
-            if not _owned_by_us(state / "owner", stat.S_ISREG):
-                continue
-            owner = (state / "owner").read_text(encoding="ascii").strip()
-            pid = int(owner.split()[0])
-        except (OSError, ValueError, IndexError):
-            continue  # not ours, or still being set up
-        if _process_identity(pid) != owner:
-            workdir = ""
-            if _owned_by_us(state / "remove-workdir", stat.S_ISREG):
-                workdir = (state / "remove-workdir").read_text(encoding="utf-8").strip()
-            if workdir:
-                shutil.rmtree(workdir, ignore_errors=True)
-            shutil.rmtree(state, ignore_errors=True)
-            removed += 1
-    return removed
-
-
 def _fmt_seconds(value: float) -> str:
     return f"{value:g}"
-
-
-def _safe_name(name: str) -> str:
-    base = str(name).replace("\\", "/").split("/")[-1]
-    base = "".join(ch for ch in base if ch.isprintable()).strip()
-    if base in ("", ".", "..") or len(base.encode("utf-8")) > 255:
-        raise SandboxError(f"invalid file name {name!r}: expected a plain file name such as 'data.csv'")
-    return base
 
 
 class Sandbox:
@@ -360,9 +163,9 @@ class Sandbox:
         if (runtime_parent or "") not in _janitor_done:
             _janitor_done.add(runtime_parent or "")
             cleanup_stale_state(runtime_parent)
-        self._state_dir = Path(tempfile.mkdtemp(prefix=_STATE_PREFIX, dir=runtime_parent))
+        self._state_dir = Path(tempfile.mkdtemp(prefix=STATE_PREFIX, dir=runtime_parent))
         os.chmod(self._state_dir, 0o711)
-        (self._state_dir / "owner").write_text(_process_identity(os.getpid()) or "", encoding="ascii")
+        (self._state_dir / "owner").write_text(process_identity(os.getpid()) or "", encoding="ascii")
         if workdir is None:
             workdir = self._state_dir / "work"
             self._cleanup_workdir = True if cleanup_workdir is None else cleanup_workdir
@@ -420,14 +223,14 @@ class Sandbox:
             # a directory the caller gave us: its owner and mode come back at shutdown()
             self._workdir_original = (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
         if st.st_uid != self._owner[0]:
-            _chown_tree(self.workdir, None, self._owner)
+            chown_tree(self.workdir, None, self._owner)
         os.chmod(self.workdir, 0o700)
 
     def _restore_workdir(self) -> None:
         if self._workdir_original is None or self._owner is None or not self.workdir.is_dir():
             return
         uid, gid, mode = self._workdir_original
-        _chown_tree(self.workdir, self._owner[0], (uid, gid))
+        chown_tree(self.workdir, self._owner[0], (uid, gid))
         os.chmod(self.workdir, mode)
 
     def _hidden_paths(self) -> list[str]:
@@ -612,7 +415,7 @@ class Sandbox:
             try:
                 launcher_call(spawn, timeout=self.config.startup_timeout)
             except Exception as exc:  # any launch failure (OSError, jupyter_client errors) is a start error
-                shutil.rmtree(run_dir, ignore_errors=True)
+                remove_tree(run_dir)
                 raise SandboxStartError(f"could not launch the sandboxed kernel: {exc}") from exc
         self._km = km
         self._proc = km.provisioner.process
@@ -645,7 +448,7 @@ class Sandbox:
             time.sleep(0.005)
         if self._full:
             # the kernel has bound its sockets, so bubblewrap's one child (the kernel) exists
-            self._inner_pid = _only_child(self._proc.pid)
+            self._inner_pid = only_child(self._proc.pid)
         self._shell = km.connect_shell()
         self._iopub = km.connect_iopub()
         for sock in (self._shell, self._iopub):
@@ -695,18 +498,18 @@ class Sandbox:
         km, proc, run_dir, inner = self._km, self._proc, self._run_dir, self._inner_pid
         self._ready = False
         self._close_sockets()
-        _kill_process(proc, inner)
+        kill_process(proc, inner)
         if km is not None:
             try:
                 launcher_call(lambda: km.shutdown_kernel(now=True), timeout=15)
             except Exception as exc:  # best effort: the kernel may be half-dead; kill it directly below
                 logger.debug("shutdown_kernel failed: %s", exc)
-        _kill_process(proc, inner)
+        kill_process(proc, inner)
         if inner is not None:
             # the kernel itself (bubblewrap's child) may take a moment longer to exit
-            _wait_gone(inner, 5.0)
+            wait_gone(inner, 5.0)
         if run_dir is not None:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            remove_tree(run_dir)
         self._km = self._proc = self._run_dir = self._inner_pid = None
 
     def interrupt(self) -> None:
@@ -733,14 +536,17 @@ class Sandbox:
             return
         self._closed = True
         # kill first so that an execution running in another thread returns promptly
-        _kill_process(self._proc, self._inner_pid)
+        kill_process(self._proc, self._inner_pid)
         with self._lock:
             self._kill_locked()
-            shutil.rmtree(self._state_dir, ignore_errors=True)
             if self._cleanup_workdir:
-                shutil.rmtree(self.workdir, ignore_errors=True)
+                workdir_gone = remove_tree(self.workdir)
             else:
                 self._restore_workdir()
+                workdir_gone = True
+            # the owner marker goes last (and stays if the workdir could not be removed), so that
+            # whatever is left is found again by the janitor
+            remove_tree(self._state_dir, keep_last=None if workdir_gone else "owner")
             if self.config.kernel_uid is None:
                 release_uid(self.kernel_uid)
             self._shut_down = True
@@ -758,6 +564,17 @@ class Sandbox:
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("ready" if self._ready else "not started")
         return f"<Sandbox {self.workdir} isolation={self.isolation} {state}>"
+
+    def status(self) -> ExecutorStatus:
+        """What protects this kernel (isolation level and a note for people) and its state."""
+        return ExecutorStatus(
+            isolation=self.isolation,
+            isolation_note=self.isolation_note,
+            detail=self.isolation_detail,
+            ready=self.ready,
+            workdir=str(self.workdir),
+            kind="local",
+        )
 
     # ------------------------------------------------------------------------ messages
     def _recv(self, sock: Any, content: bool = True) -> dict[str, Any] | None:
@@ -810,15 +627,24 @@ class Sandbox:
         return name
 
     # ----------------------------------------------------------------------- execution
-    def execute(self, code: str, timeout: float | None = None) -> ExecutionResult:
-        """Run code; returns every output in order and how it ended. Raises SandboxError only
-        when the kernel cannot be started or the sandbox was shut down."""
+    def execute(
+        self,
+        code: str,
+        timeout: float | None = None,
+        on_output: Callable[[Output], None] | None = None,
+    ) -> ExecutionResult:
+        """Run code; returns every output in order and how it ended. on_output, if given, is
+        called with each Output as it arrives, in order (live rendering); the result's outputs are
+        the same ones, with adjacent stdout/stderr pieces merged. Raises SandboxError only when
+        the kernel cannot be started or the sandbox was shut down."""
         gen = self._run(code, timeout)
         while True:
             try:
-                next(gen)
+                out = next(gen)
             except StopIteration as stop:
                 return stop.value
+            if on_output is not None:
+                on_output(out)
 
     def execute_iter(
         self, code: str, timeout: float | None = None
@@ -1056,8 +882,9 @@ class Sandbox:
     # --------------------------------------------------------------------------- files
     def upload(self, name: str, data: bytes) -> Path:
         """Save data as workdir/<name>; name is reduced to a plain file name (no directories, no
-        traversal) and an existing file is replaced. Returns the path."""
-        safe = _safe_name(name)
+        traversal) and an existing file (or a link planted under that name) is replaced. Returns
+        the path."""
+        safe = safe_name(name)
         if len(data) > self.config.max_file_bytes:
             raise SandboxError(
                 f"{safe!r} is {len(data)} bytes; the sandbox file size limit is "
@@ -1068,116 +895,16 @@ class Sandbox:
         except OSError as exc:
             raise SandboxError(f"could not save {safe!r} into the sandbox: {exc}") from exc
 
-    def list_files(self) -> list[Path]:
-        """Regular files in the workdir (recursively; hidden names and symbolic links skipped, so
-        a file planted as a link to a host file is never offered), at most 1000."""
-        found: list[Path] = []
-        for root, dirs, files in os.walk(self.workdir, followlinks=False):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for name in sorted(files):
-                if name.startswith("."):
-                    continue
-                path = Path(root) / name
-                try:
-                    if stat.S_ISREG(os.lstat(path).st_mode):
-                        found.append(path)
-                except OSError:
-                    continue
-                if len(found) >= 1000:
-                    return found
-        return found
+    def list_files(self) -> list[WorkFile]:
+        """Regular files of the workdir by relative path (hidden names, links and special files
+        skipped, so a file planted as a link to a host file is never offered); bounded in count,
+        depth and work (see files.list_workdir)."""
+        return list_workdir(self.workdir)
 
-    def read_file(self, name: str | Path, max_bytes: int = 100 * _MiB) -> bytes:
-        """Read a file of the workdir (relative path) without following any symbolic link."""
-        rel = Path(name)
-        if rel.is_absolute():
-            try:
-                rel = rel.relative_to(self.workdir)
-            except ValueError:
-                raise SandboxError(f"{str(name)!r} is not inside the sandbox workdir") from None
-        parts = [p for p in rel.parts if p not in ("", ".")]
-        if not parts or ".." in parts:
-            raise SandboxError(f"invalid workdir path {str(name)!r}")
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-        dirfd = os.open(self.workdir, flags | os.O_DIRECTORY)
-        try:
-            for part in parts[:-1]:
-                nxt = os.open(part, flags | os.O_DIRECTORY, dir_fd=dirfd)
-                os.close(dirfd)
-                dirfd = nxt
-            fd = os.open(parts[-1], flags, dir_fd=dirfd)
-        except OSError as exc:
-            raise SandboxError(f"cannot read {str(name)!r} from the sandbox: {exc}") from exc
-        finally:
-            os.close(dirfd)
-        with os.fdopen(fd, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                raise SandboxError(f"{str(name)!r} is not a regular file")
-            data = fh.read(max_bytes + 1)
-        if len(data) > max_bytes:
-            raise SandboxError(f"{str(name)!r} is larger than {max_bytes} bytes")
-        return data
-
-
-def _chown_tree(root: Path, only_uid: int | None, owner: tuple[int, int]) -> None:
-    """chown root and everything under it (entries owned by only_uid, if given) to owner. fwalk
-    with directory fds never follows a link the sandboxed code may have planted; it runs only
-    while no kernel of the sandbox is alive."""
-    for _root, dirs, files, dirfd in os.fwalk(root, follow_symlinks=False):
-        for entry in dirs + files:
-            try:
-                if only_uid is None or os.stat(entry, dir_fd=dirfd, follow_symlinks=False).st_uid == only_uid:
-                    os.chown(entry, *owner, dir_fd=dirfd, follow_symlinks=False)
-            except OSError:
-                continue
-    if only_uid is None or os.lstat(root).st_uid == only_uid:
-        os.chown(root, *owner)
-
-
-def _kill_process(proc: Any, inner: int | None) -> None:
-    """SIGKILL a kernel and wait for it. The sandboxed kernel goes first so that bubblewrap reaps
-    it; killing both at once (as jupyter_client's process-group kill does) leaves the kernel a
-    zombie for the host's init. Then the whole process group, for whatever is left."""
-    if proc is None or proc.poll() is not None:
-        return
-    if inner is not None:
-        try:
-            os.kill(inner, signal.SIGKILL)
-            proc.wait(3)
-            return
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        proc.kill()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        logger.warning("kernel process %s did not exit after SIGKILL", proc.pid)
-
-
-def _only_child(pid: int) -> int | None:
-    """The pid of the single child of pid (bubblewrap's sandboxed process), if known."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
-            children = fh.read().split()
-    except OSError:
-        return None
-    return int(children[0]) if len(children) == 1 else None
-
-
-def _wait_gone(pid: int, timeout: float) -> None:
-    until = time.monotonic() + timeout
-    while time.monotonic() < until:
-        try:
-            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-                state = fh.read().rsplit(")", 1)[-1].split()[0]
-        except OSError:
-            return
-        if state in ("Z", "X"):
-            return
-        time.sleep(0.01)
+    def read_file(self, name: str | Path, max_bytes: int = MAX_READ_BYTES) -> bytes:
+        """Read a regular file of the workdir (relative path) without following any link; an
+        error if it is larger than max_bytes."""
+        return read_workdir_file(self.workdir, name, max_bytes)
 
 
 @dataclass
@@ -1202,163 +929,3 @@ def _merge_streams(outputs: list[Output]) -> list[Output]:
         else:
             merged.append(out)
     return merged
-
-
-class SandboxManager:
-    """Per-session kernels keyed by session id. Kernels idle longer than config.idle_timeout are
-    shut down by a background culler; config.prestart spare kernels are kept started so a new
-    session gets a ready kernel at once; everything is shut down at exit (atexit)."""
-
-    def __init__(self, config: SandboxConfig | None = None, base_dir: str | Path | None = None) -> None:
-        self.config = config if config is not None else SandboxConfig.from_env()
-        default_base = Path(tempfile.gettempdir()) / f"composite-sandboxes-{os.geteuid()}"
-        self.base_dir = Path(base_dir or self.config.base_dir or default_base).resolve()
-        self.base_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.base_dir, 0o711)  # kernels may pass through to their own dir, not list others
-        self._sessions: dict[str, Sandbox] = {}
-        self._spares: list[Sandbox] = []
-        self._lock = threading.Lock()
-        self._closed = False
-        self._stop = threading.Event()
-        self._culler: threading.Thread | None = None
-        atexit.register(self.shutdown_all)
-
-    def _new_sandbox(self) -> Sandbox:
-        workdir = tempfile.mkdtemp(prefix="session-", dir=self.base_dir)
-        return Sandbox(workdir, self.config, cleanup_workdir=True, hide=(str(self.base_dir),))
-
-    def get(self, session_id: str) -> Sandbox:
-        """The session's sandbox, created (and started in the background) on first use."""
-        created = False
-        with self._lock:
-            if self._closed:
-                raise SandboxError("the sandbox manager was shut down")
-            sandbox = self._sessions.get(session_id)
-            if sandbox is None or sandbox._closed:
-                sandbox = self._spares.pop(0) if self._spares else self._new_sandbox()
-                self._sessions[session_id] = sandbox
-                created = True
-            sandbox.touch()
-        sandbox.start_async()
-        if created:
-            self._refill_spares()
-        self._ensure_culler()
-        return sandbox
-
-    def _refill_spares(self) -> None:
-        with self._lock:
-            while not self._closed and len(self._spares) < self.config.prestart:
-                spare = self._new_sandbox()
-                spare.start_async()
-                self._spares.append(spare)
-
-    def prestart(self) -> None:
-        """Start the spare kernels now (e.g. when the app starts)."""
-        self._refill_spares()
-
-    def __contains__(self, session_id: str) -> bool:
-        return session_id in self._sessions
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    @property
-    def sessions(self) -> list[str]:
-        return list(self._sessions)
-
-    def close(self, session_id: str) -> bool:
-        with self._lock:
-            sandbox = self._sessions.pop(session_id, None)
-        if sandbox is None:
-            return False
-        sandbox.shutdown()
-        return True
-
-    def cull_idle(self, now: float | None = None) -> list[str]:
-        """Shut down sandboxes idle longer than config.idle_timeout (and forget closed ones)."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            victims = [
-                sid
-                for sid, sb in self._sessions.items()
-                if sb._closed or (not sb.busy and now - sb.last_used > self.config.idle_timeout)
-            ]
-            doomed = [self._sessions.pop(sid) for sid in victims]
-        for sandbox in doomed:
-            sandbox.shutdown()
-        return victims
-
-    def _ensure_culler(self) -> None:
-        with self._lock:
-            if self._culler is not None or self._closed:
-                return
-            interval = min(60.0, max(0.2, self.config.idle_timeout / 4))
-            self._culler = threading.Thread(
-                target=self._cull_loop, args=(interval,), name="composite-sandbox-culler", daemon=True
-            )
-            self._culler.start()
-
-    def _cull_loop(self, interval: float) -> None:
-        while not self._stop.wait(interval):
-            try:
-                self.cull_idle()
-            except Exception:  # the culler must survive one bad sandbox; log and go on
-                logger.exception("sandbox culling failed")
-
-    def shutdown_all(self) -> None:
-        """Shut down every session and spare kernel; the manager refuses new sessions after."""
-        with self._lock:
-            self._closed = True
-            doomed = list(self._sessions.values()) + self._spares
-            self._sessions.clear()
-            self._spares = []
-        self._stop.set()
-        for sandbox in doomed:
-            sandbox.shutdown()
-
-
-def run_exec_cli(code: str, timeout: float | None, workdir: str | None, out: IO[str]) -> int:
-    """`python -m composite exec`: run code once in a fresh sandbox, print each output as a JSON
-    line ({"kind", "text", "filename", ...}) as it arrives, then {"status", "message",
-    "isolation", ...}. Exit code: 0 ok, 1 the code raised, 2 timeout/kernel death, 3 no sandbox."""
-
-    def emit(item: dict[str, Any]) -> None:
-        out.write(json.dumps(item, ensure_ascii=False) + "\n")
-        out.flush()
-
-    try:
-        sandbox = Sandbox(workdir)
-    except (SandboxError, ConfigError, OSError) as exc:
-        emit({"status": "sandbox_error", "message": str(exc), "isolation": None})
-        return 3
-    try:
-        gen = sandbox._run(code, timeout)
-        while True:
-            try:
-                emit(next(gen).to_json())
-            except StopIteration as stop:
-                result: ExecutionResult = stop.value
-                break
-        emit(
-            {
-                "status": result.status,
-                "message": result.message,
-                "isolation": sandbox.isolation,
-                "isolation_note": sandbox.isolation_note,
-                "duration": round(result.duration, 3),
-                "workdir": str(sandbox.workdir) if workdir else None,
-            }
-        )
-        return {"ok": 0, "error": 1, "no_code": 0}.get(result.status, 2)
-    except SandboxError as exc:
-        emit(
-            {
-                "status": "sandbox_error",
-                "message": str(exc),
-                "isolation": sandbox.isolation,
-                "isolation_note": sandbox.isolation_note,
-            }
-        )
-        return 3
-    finally:
-        sandbox.shutdown()

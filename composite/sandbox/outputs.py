@@ -6,13 +6,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import re
-import secrets
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -24,7 +21,6 @@ __all__ = [
     "cut_middle",
     "image_size",
     "decode_large_stream",
-    "write_file_safely",
 ]
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
@@ -159,33 +155,6 @@ def _jpeg_size(data: bytes) -> tuple[int | None, int | None]:
             return int(width), int(height)
         i += 2 + length
     return None, None
-
-
-def write_file_safely(directory: Path, name: str, data: bytes, owner: tuple[int, int] | None) -> Path:
-    """Write data to directory/name without following links the sandboxed code may have planted:
-    write a fresh temporary file (O_EXCL|O_NOFOLLOW), then rename it over the name."""
-    target = directory / name
-    for _ in range(16):
-        tmp = directory / f".upload-{secrets.token_hex(8)}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        except FileExistsError:
-            continue
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                if owner is not None:
-                    os.fchown(fh.fileno(), *owner)
-            os.replace(tmp, target)
-        except BaseException:
-            # whatever went wrong (disk full, interrupt), do not leave the temporary file behind
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        return target
-    raise OSError(f"could not create a temporary file in {directory}")
 
 
 STDIN_NOTE = (
