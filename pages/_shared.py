@@ -117,10 +117,11 @@ def conversation_sidebar(mode: str) -> None:
         if last_user is not None:
             del msgs[last_user + 1 :]
             st.session_state[f"{mode}_run"] = True
-    data = [m.to_dict() for m in msgs]
-    st.sidebar.download_button("⬇️ Export JSON", json.dumps(data, ensure_ascii=False, indent=2), f"{mode}-conversation.json",
-                               "application/json", key=f"{mode}_export_json", use_container_width=True)
-    st.sidebar.download_button("⬇️ Export Markdown", _to_markdown(msgs), f"{mode}-conversation.md", "text/markdown",
+    # Callables: the file is made on click, so an answer streamed after the sidebar drew is included.
+    st.sidebar.download_button("⬇️ Export JSON", lambda: json.dumps([m.to_dict() for m in msgs], ensure_ascii=False, indent=2),
+                               f"{mode}-conversation.json", "application/json", key=f"{mode}_export_json",
+                               use_container_width=True)
+    st.sidebar.download_button("⬇️ Export Markdown", lambda: _to_markdown(msgs), f"{mode}-conversation.md", "text/markdown",
                                key=f"{mode}_export_md", use_container_width=True)
     upload = st.sidebar.file_uploader("Import a JSON conversation", type=["json"], key=f"{mode}_import")
     if upload is not None and st.session_state.get(f"{mode}_imported") != upload.file_id:

@@ -72,10 +72,13 @@ def test_retry_regenerates_the_last_answer(chat):
 
 
 def test_histories_are_per_mode(chat):
+    from composite.messages import Message
+
+    tool_history = [Message("system", "tool system"), Message("user", "weather in Oslo?")]
+    chat.session_state["tool_history"] = tool_history
     chat.chat_input[0].set_value("only in chat").run()
-    assert "tool_history" not in chat.session_state or all(
-        m.content != "only in chat" for m in chat.session_state["tool_history"]
-    )
+    assert [m.content for m in _history(chat)[1:2]] == ["only in chat"]
+    assert chat.session_state["tool_history"] == tool_history  # the other mode's history is untouched
 
 
 def test_edited_system_prompt_is_used(chat):
@@ -104,13 +107,4 @@ def test_import_rejects_bad_json_clearly():
     assert msgs[0].content == "hi"
 
 
-def test_stop_keeps_the_partial_answer_in_the_history(chat):
-    """Streamlit's stop ends the script inside the stream; the next run keeps what had streamed."""
-    from composite.messages import Message
-
-    chat.session_state["chat_history"] = [Message("system", "s"), Message("user", "tell me a story")]
-    chat.session_state["chat_partial"] = {"text": "\nOnce upon a ti", "length": 2, "dialect": "chatglm3"}
-    chat.run()
-    last = _history(chat)[-1]
-    assert (last.role, last.content, last.extra.get("stopped")) == ("assistant", "Once upon a ti", True)
-    assert any("(stopped)" in m.value for m in chat.markdown)
+# A stop mid-stream (Streamlit's own stop request, the real model) is tested in test_catch_page.py.
