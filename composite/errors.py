@@ -11,7 +11,13 @@ __all__ = [
     "ToolRegistrationError",
     "ToolCallError",
     "ToolTimeoutError",
+    "McpError",
     "SandboxError",
+    "BackendError",
+    "GatewayError",
+    "StoreError",
+    "NotFoundError",
+    "ConflictError",
 ]
 
 
@@ -47,5 +53,34 @@ class ToolTimeoutError(ToolError):
     """A tool ran longer than its time limit."""
 
 
+class McpError(ToolError):
+    """An MCP server failed to start, crashed, did not answer in time, or answered a call with an error."""
+
+
 class SandboxError(CompositeError):
     """The code sandbox could not start or run code."""
+
+
+class GatewayError(SandboxError):
+    """A kernel gateway is unreachable, refused the token or a kernel start, or dropped the kernel's websocket."""
+
+
+class StoreError(CompositeError):
+    """The history database cannot be opened, read or written (locked, read-only, full, corrupt, down)."""
+
+
+class NotFoundError(StoreError):
+    """No stored conversation or run with that id (for this user)."""
+
+
+class ConflictError(StoreError):
+    """A stored conversation was changed by another session since this one last wrote it."""
+
+
+class BackendError(CompositeError):
+    """A model server failed: unreachable, refused the key, lacks the model, overloaded, or cut the answer."""
+
+    def __init__(self, message: str, status: int | None = None, retryable: bool = False):
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable

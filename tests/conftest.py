@@ -82,8 +82,25 @@ def tiny_runtime(tiny_model_dir):
 
 @pytest.fixture(autouse=True)
 def _isolated_user_paths(tmp_path, monkeypatch):
-    """Tests never read the developer's MODEL_PATH, user tools or weather service."""
+    """Tests never read the developer's MODEL_PATH, user tools, weather service or history."""
     monkeypatch.delenv("MODEL_PATH", raising=False)
     monkeypatch.setenv("TOOLS_PATH", str(tmp_path / "no-user-tools"))
     monkeypatch.setenv("COMPOSITE_WEATHER_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # history goes to a fresh per-test data dir, never ~/.local/share/composite or a team database
+    monkeypatch.setenv("COMPOSITE_DATA_DIR", str(tmp_path / "composite-data"))
+    monkeypatch.delenv("COMPOSITE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("COMPOSITE_TRUSTED_USER_HEADER", raising=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL on 127.0.0.1 for the whole run (stopped at the end); skipped without the binaries."""
+    from tests.pg_server import PostgresServer, postgres_bin
+
+    bindir = postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL binaries not found under /usr/lib/postgresql/*/bin (apt-get install postgresql)")
+    server = PostgresServer(bindir).init()
+    yield server
+    server.destroy()
