@@ -6,8 +6,10 @@ consuming at any event (a paused approval, a stop button) and resume later from 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Literal
 
@@ -23,13 +25,13 @@ from .events import (
     ToolCall,
     TurnEnd,
 )
-from .messages import AssistantTurn, Message, SamplingParams
+from .messages import AssistantTurn, Call, Message, SamplingParams
 from .prompts import MODES
 
 if TYPE_CHECKING:
     from .backends.base import Backend
 
-__all__ = ["Agent", "Decision", "pending_call", "rounds_used"]
+__all__ = ["Agent", "Decision", "pending_call", "pending_calls", "rounds_used"]
 
 Policy = Literal["auto", "ask", "manual"]
 POLICIES = ("auto", "ask", "manual")
@@ -37,42 +39,73 @@ POLICIES = ("auto", "ask", "manual")
 
 @dataclass
 class Decision:
-    """The user's answer to an ApprovalNeeded event."""
+    """The user's answer to an ApprovalNeeded event (it applies to every pending call of the turn)."""
 
     action: Literal["run", "reject", "observe"]
     text: str = ""  # the observation typed by the user in manual mode
+    texts: list[str] | None = None  # manual mode, several pending calls: one observation per call, in order
 
 
-def _turn_of(message: Message) -> AssistantTurn | None:
-    """Re-parse a stored assistant message into a call (tool or code), or None for plain text."""
-    from .dialect import extract_code_block
+def _is_call(message: Message) -> bool:
+    return message.role == "assistant" and bool(message.metadata)
 
-    if message.role != "assistant" or not message.metadata:
-        return None
-    code = extract_code_block(message.content) or ""
-    arguments = message.extra.get("arguments") if message.extra.get("structured") else None
+
+def pending_calls(history: list[Message]) -> list[Message]:
+    """The call messages at the end of the history that still await their observation, in order.
+
+    A turn's calls are consecutive assistant messages followed by one observation per call in the same
+    order (matched by `extra["call_id"]`, else by position), so a paused or resumed turn finds them all.
+    """
+    end = len(history)
+    while end and history[end - 1].role == "observation":
+        end -= 1
+    start = end
+    while start and _is_call(history[start - 1]):
+        start -= 1
+    calls, observations = history[start:end], history[end:]
+    if not calls:
+        return []
+    ids = [str(m.extra.get("call_id") or "") for m in calls]
+    answered = {str(o.extra.get("call_id") or "") for o in observations} - {""}
+    if all(ids) and answered:
+        return [m for m, call_id in zip(calls, ids) if call_id not in answered]
+    return calls[len(observations):]
+
+
+def _turn_of(message: Message) -> AssistantTurn:
+    """A stored call message as a turn (its Call as generated, kept in extra; parsed only for imports)."""
+    from .dialects.calls import call_of_message
+
+    call = call_of_message(message)
     if message.metadata == "interpreter":
-        return AssistantTurn("code", message.content, message.metadata, message.content, code=code)
-    return AssistantTurn(
-        "tool_call", message.content, message.metadata, message.content, message.metadata, code, arguments
-    )
+        code = str((call.arguments or {}).get("code", ""))
+        return AssistantTurn("code", message.content, message.metadata, message.content, code=code, calls=[call])
+    return AssistantTurn("tool_call", message.content, message.metadata, message.content, message.metadata,
+                         arguments=call.arguments, calls=[call])
 
 
 def pending_call(history: list[Message]) -> AssistantTurn | None:
-    """The last message's call when it still awaits its observation."""
-    if not history:
-        return None
-    return _turn_of(history[-1])
+    """The first call that still awaits its observation (see `pending_calls` for all of them)."""
+    pending = pending_calls(history)
+    return _turn_of(pending[0]) if pending else None
 
 
 def rounds_used(history: list[Message]) -> int:
-    """Observations since the last user message: tool/code rounds already spent on this user turn."""
+    """Tool/code rounds already spent on this user turn: runs of observations since the last user message
+    (one round per model turn, however many calls it made)."""
     count = 0
+    previous_was_observation = False
     for message in reversed(history):
         if message.role == "user":
             break
-        count += message.role == "observation"
+        is_observation = message.role == "observation"
+        count += is_observation and not previous_was_observation
+        previous_was_observation = is_observation
     return count
+
+
+def _new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:12]}"
 
 
 class Agent:
@@ -134,9 +167,9 @@ class Agent:
         """Continue the conversation until a plain answer, a pause, the round bound or a stop."""
         if self.mode == "code" and getattr(self.sandbox, "isolation", "full") != "full":
             yield Notice(getattr(self.sandbox, "isolation_note", "sandbox: reduced"), "warning")
-        call = pending_call(history) if self.mode != "chat" else None
+        pending = pending_calls(history) if self.mode != "chat" else []
         while True:
-            if call is not None:
+            if pending:
                 if rounds_used(history) >= self.max_rounds:
                     yield Notice(
                         f"stopped after {self.max_rounds} tool/code round(s) for this question (the loop bound); "
@@ -145,16 +178,18 @@ class Agent:
                     )
                     yield Done("round_limit")
                     return
-                event = self._call_event(call)
-                yield event
-                if decision is None and self.policy != "auto" and event.kind == "tool":
-                    yield ApprovalNeeded(event)
+                calls = [self._call_event(message) for message in pending]
+                yield from calls
+                if decision is None and self.policy != "auto" and any(c.kind == "tool" and not c.error for c in calls):
+                    first = next(c for c in calls if c.kind == "tool" and not c.error)
+                    yield ApprovalNeeded(first, calls)
                     yield Done("awaiting_approval")
                     return
-                observation = self._observe(call, event, decision)
+                for observation in self._observe_all(calls, decision):
+                    history.append(observation.message)
+                    yield observation
                 decision = None
-                history.append(observation.message)
-                yield observation
+                pending = []
             if stop is not None and stop.is_set():
                 yield Done("cancelled")
                 return
@@ -167,19 +202,18 @@ class Agent:
                 yield Failure("the model backend ended without a result")
                 yield Done("error")
                 return
-            turns = [t for t in end.turns if t.text or t.content]
-            for turn in turns:
-                message = turn.to_message()
-                if turn.arguments is not None:
-                    message.extra.update(structured=True, arguments=turn.arguments)
-                history.append(message)
-                yield AssistantMessage(message)
+            turns = [t for t in end.turns if t.text or t.content or t.calls]
+            for index, turn in enumerate(turns):
+                acting = index == len(turns) - 1 and turn.kind != "text" and self.mode != "chat"
+                for message in self._turn_messages(turn, acting):
+                    history.append(message)
+                    yield AssistantMessage(message)
+                    if acting:
+                        pending.append(message)
             if end.finish_reason == "cancelled":
                 yield Done("cancelled")
                 return
-            last = turns[-1] if turns else None
-            call = last if last is not None and last.kind != "text" and self.mode != "chat" else None
-            if call is None:
+            if not pending:
                 if end.finish_reason == "length":
                     yield Notice("the answer stopped at the token limit (max_new_tokens / max_length)", "warning")
                 yield Done("length" if end.finish_reason == "length" else "answered")
@@ -189,46 +223,103 @@ class Agent:
                 yield Done("length")
                 return
 
-    def _call_event(self, call: AssistantTurn) -> ToolCall:
-        if call.kind == "code" or (self.mode == "code" and call.tool_name == "python"):
-            code = call.code if call.kind == "code" else str((call.arguments or {}).get("code", ""))
-            return ToolCall("code", "interpreter", code)
-        arguments = call.arguments
-        if arguments is None and call.code:
-            from .errors import ToolCallError
-            from .toolcall import parse_tool_call
+    # -- calls ---------------------------------------------------------------------------------
+    def _turn_messages(self, turn: AssistantTurn, acting: bool) -> list[Message]:
+        """The history messages of one generated turn: one assistant message per call, each carrying its
+        call id and parsed arguments (or parse error) in `extra`, so nothing is parsed again later."""
+        if not acting:
+            if turn.kind != "text" and self.mode != "chat":
+                # ChatGLM3 keeps one call per turn: a call-shaped turn before the last one is kept as text
+                return [Message("assistant", turn.text.strip())]
+            return [turn.to_message()]
+        calls = list(turn.calls)
+        if turn.kind == "code" and not calls:  # ChatGLM3's interpreter turn: the code is the call
+            calls = [Call("interpreter", {"code": turn.code})]
+        if not calls:  # a backend that classified the turn without parsing it: parse the stored form once
+            from .dialects.calls import call_of_message
 
-            try:
-                arguments = parse_tool_call(call.code)
-            except ToolCallError:
-                arguments = None  # the observation will carry the parse error
-        return ToolCall("tool", call.tool_name, call.code, arguments)
+            calls = [call_of_message(turn.to_message())]
+        messages = []
+        for index, call in enumerate(calls):
+            if len(calls) == 1:
+                message = turn.to_message()
+            elif self.mode == "code" and call.name == "python" and call.arguments is not None:
+                message = Message("assistant", f"```python\n{call.arguments.get('code', '')}\n```", "interpreter")
+            else:
+                body = {"name": call.name, "arguments": call.arguments} if call.arguments is not None else {"name": call.name}
+                message = Message("assistant", json.dumps(body, ensure_ascii=False), call.name or "unknown")
+            message.extra["call_id"] = call.id or _new_call_id()
+            if call.arguments is not None:
+                message.extra["arguments"] = call.arguments
+            if call.error:
+                message.extra["call_error"] = call.error
+            messages.append(message)
+        return messages
 
-    def _observe(self, call: AssistantTurn, event: ToolCall, decision: Decision | None) -> Observation:
-        if decision is not None and decision.action == "reject":
-            text = f"The user declined to run {event.name}. Answer without it."
-            return Observation(Message("observation", text, extra={"declined": True}), ok=False)
-        if decision is not None and decision.action == "observe":
-            return Observation(Message("observation", decision.text, extra={"manual": True}), ok=True)
-        if event.kind == "code":
-            return self._run_code(event.code)
-        return self._run_tool(call, event)
+    def _call_event(self, message: Message) -> ToolCall:
+        from .dialects.calls import call_of_message
 
-    def _run_tool(self, call: AssistantTurn, event: ToolCall) -> Observation:
-        from .toolcall import run_tool_call
+        call = call_of_message(message)
+        call_id = str(message.extra.get("call_id") or "")
+        if message.metadata == "interpreter" or (self.mode == "code" and call.name == "python"):
+            return ToolCall("code", "interpreter", str((call.arguments or {}).get("code", "")), call_id=call_id)
+        return ToolCall("tool", call.name, message.content, call.arguments, call_id=call_id, error=call.error)
 
+    def _observe_all(self, calls: list[ToolCall], decision: Decision | None) -> list[Observation]:
+        """One observation per call, in call order; tool calls run in parallel, code runs in order."""
+        results: list[Observation | None] = [None] * len(calls)
+        tool_jobs: list[int] = []
+        for index, call in enumerate(calls):
+            if call.error:  # the call could not be parsed: its error is the observation, nothing runs
+                results[index] = self._error_observation(call, f"Error: {call.error}")
+            elif decision is not None and decision.action == "reject":
+                text = f"The user declined to run {call.name}. Answer without it."
+                results[index] = Observation(Message("observation", text, extra={"declined": True}), ok=False)
+            elif decision is not None and decision.action == "observe":
+                texts = decision.texts or []
+                text = texts[index] if index < len(texts) else decision.text
+                results[index] = Observation(Message("observation", text, extra={"manual": True}), ok=True)
+            elif call.kind == "code":
+                if self.mode != "code":
+                    text = "Error: code execution is not available in this mode; call one of the listed tools."
+                    results[index] = self._error_observation(call, text)
+                else:
+                    results[index] = self._run_code(call.code)
+            else:
+                tool_jobs.append(index)
+        if len(tool_jobs) == 1:
+            results[tool_jobs[0]] = self._run_tool(calls[tool_jobs[0]])
+        elif tool_jobs:
+            from concurrent.futures import ThreadPoolExecutor
+
+            # each call has its own timeout inside registry.call, so the pool never waits longer than the slowest
+            with ThreadPoolExecutor(max_workers=len(tool_jobs), thread_name_prefix="tool-call") as pool:
+                futures = {index: pool.submit(self._run_tool, calls[index]) for index in tool_jobs}
+                for index, future in futures.items():
+                    results[index] = future.result()
+        observations = [result for result in results if result is not None]
+        for call, observation in zip(calls, observations):
+            if call.call_id:
+                observation.message.extra["call_id"] = call.call_id
+        return observations
+
+    @staticmethod
+    def _error_observation(call: ToolCall, text: str) -> Observation:
+        return Observation(Message("observation", text, extra={"tool": call.name, "error": text}), ok=False)
+
+    def _run_tool(self, event: ToolCall) -> Observation:
         enabled = self.enabled_tools
         if self.mode != "tool" or (enabled is not None and event.name not in enabled):
             available = ", ".join(enabled if enabled is not None else self.registry.names()) if self.registry else ""
             text = f"Error: tool {event.name!r} is not available. Available tools: {available or 'none'}."
-            return Observation(Message("observation", text), ok=False)
-        if call.arguments is not None:
-            result = self.registry.call(event.name, call.arguments, timeout=self.tool_timeout)
-        else:
-            result = run_tool_call(self.registry, event.name, call.code, timeout=self.tool_timeout)
-        extra = {"tool": event.name, "arguments": result.arguments, "duration": result.duration}
+            return Observation(Message("observation", text, extra={"tool": event.name, "error": text}), ok=False)
+        result = self.registry.call(event.name, event.arguments or {}, timeout=self.tool_timeout)
+        extra: dict[str, Any] = {"tool": event.name, "arguments": result.arguments, "duration": result.duration}
         if not result.ok:
             extra["error"] = result.error
+        images = result.images
+        if images:
+            extra["image_data"] = [image.to_extra() for image in images]
         return Observation(Message("observation", result.observation(), extra=extra), result.ok, result.duration)
 
     def _run_code(self, code: str) -> Observation:

@@ -91,6 +91,8 @@ class ToolCall(Event):
     name: str
     code: str
     arguments: dict[str, Any] | None = None
+    call_id: str = ""  # matches the observation's extra["call_id"] (several calls in one turn)
+    error: str = ""  # why the call could not be parsed; it then gets an error observation and never runs
 
 
 @dataclass
@@ -105,9 +107,10 @@ class Observation(Event):
 
 @dataclass
 class ApprovalNeeded(Event):
-    """The loop paused: the user must approve, reject or answer (manual mode) the pending call."""
+    """The loop paused: the user must approve, reject or answer (manual mode) the pending call(s)."""
 
     call: ToolCall
+    calls: list[ToolCall] = field(default_factory=list)  # every pending call of the turn, in order
 
 
 @dataclass

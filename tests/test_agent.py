@@ -173,9 +173,11 @@ def test_stop_keeps_the_partial_answer(registry):
     assert history[-1].role == "assistant" and 0 < len(history[-1].content) < 250
 
 
-def test_rounds_used_counts_observations_since_the_last_user_message():
-    history = [Message("user", "a"), Message("observation", "1"), Message("user", "b"), Message("observation", "2"),
-               Message("observation", "3")]
+def test_rounds_used_counts_model_turns_with_calls_since_the_last_user_message():
+    call = Message("assistant", "x", "add")
+    history = [Message("user", "a"), call, Message("observation", "1"), Message("user", "b"),
+               call, Message("observation", "2"),  # round 1: one call
+               call, call, Message("observation", "3"), Message("observation", "4")]  # round 2: two calls
     assert rounds_used(history) == 2
 
 

@@ -441,7 +441,7 @@ def test_tool_timeout_returns_a_timeout_result():
 
 
 def test_too_many_abandoned_workers_refuse_new_calls(monkeypatch):
-    import composite.toolcall as toolcall
+    import tools.calling as toolcall
 
     monkeypatch.setattr(toolcall, "MAX_ABANDONED", 1)
     registry = ToolRegistry()
