@@ -20,6 +20,7 @@ from ..events import ContextTrimmed, Event, TextDelta, TurnEnd, Waiting
 from ..messages import Message, SamplingParams
 from ..tokenizer import ChatGLMTokenizer
 from .base import ModelInfo
+from .prefix_cache import PrefixCache, current_conversation
 from .weights import check_memory, estimate_weight_bytes, has_weights
 
 __all__ = [
@@ -122,11 +123,14 @@ def fit_history(
 class LocalRuntime:
     """A transformers causal LM plus its dialect, generating token by token under a process-wide lock."""
 
-    def __init__(self, model: Any, dialect: Dialect, info: ModelInfo):
+    def __init__(self, model: Any, dialect: Dialect, info: ModelInfo, prefix_cache: PrefixCache | None = None):
         self.model = model
         self.dialect = dialect
         self.info = info
         self._lock = threading.Lock()
+        # each conversation's last KV cache, reused when its next prompt extends it (see prefix_cache.py)
+        self.prefix_cache = prefix_cache if prefix_cache is not None else _prefix_cache_from_env()
+        self.last_prefill_tokens = 0  # prompt tokens the last generation computed (the rest came from the cache)
 
     @property
     def busy(self) -> bool:
@@ -145,7 +149,10 @@ class LocalRuntime:
         stop_ids: set[int] | None = None,
         stop: threading.Event | None = None,
     ) -> Iterator[int]:
-        """Yield generated token ids one at a time (the caller holds the lock). Stop ids are yielded too."""
+        """Yield generated token ids one at a time (the caller holds the lock). Stop ids are yielded too.
+
+        The prompt's longest prefix shared with this conversation's cached tokens is not recomputed;
+        afterwards the cache of prompt + answer is kept for the conversation's next turn."""
         import torch
 
         stop_ids = set(stop_ids or ())
@@ -160,22 +167,37 @@ class LocalRuntime:
             generator.manual_seed(params.seed if params.seed is not None else int.from_bytes(os.urandom(4), "little"))
         seen = torch.zeros(self.model.config.vocab_size, dtype=torch.bool, device=device)
         seen[torch.tensor(prompt_ids, device=device).clamp_(0, seen.numel() - 1)] = True
-        from transformers import DynamicCache
+        key = current_conversation()
+        reuse = self.prefix_cache.take(prompt_ids, key)
+        if reuse.cache is None:
+            from transformers import DynamicCache
 
-        cache = DynamicCache(config=self.model.config)
-        inputs = torch.tensor([prompt_ids], device=device)
-        with torch.inference_mode():
-            for _ in range(limit):
-                if stop is not None and stop.is_set():
-                    return
-                out = self.model(input_ids=inputs, past_key_values=cache, use_cache=True, logits_to_keep=1)
-                logits = out.logits[0, -1].float()
-                token = self._pick(logits, seen, params, generator)
-                yield token
-                if token in stop_ids:
-                    return
-                seen[token] = True
-                inputs = torch.tensor([[token]], device=device)
+            cache, fed = DynamicCache(config=self.model.config), []
+        else:
+            cache, fed = reuse.cache, list(prompt_ids[: reuse.tokens])
+        pending = list(prompt_ids[len(fed):])
+        self.last_prefill_tokens = len(pending)
+        consistent = True  # False while a forward pass may have half-updated the cache
+        try:
+            with torch.inference_mode():
+                for _ in range(limit):
+                    if stop is not None and stop.is_set():
+                        return
+                    consistent = False
+                    out = self.model(input_ids=torch.tensor([pending], device=device), past_key_values=cache,
+                                     use_cache=True, logits_to_keep=1)
+                    fed.extend(pending)
+                    consistent = True
+                    logits = out.logits[0, -1].float()
+                    token = self._pick(logits, seen, params, generator)
+                    yield token
+                    if token in stop_ids:
+                        return
+                    seen[token] = True
+                    pending = [token]
+        finally:
+            if consistent:
+                self.prefix_cache.put(fed, cache, key)
 
     @staticmethod
     def _pick(logits, seen, params: SamplingParams, generator) -> int:
@@ -254,6 +276,18 @@ class LocalRuntime:
         if len(text) > len(emitted):
             yield TextDelta(text[len(emitted):])
         yield TurnEnd(self.dialect.parse(generated), finish, len(ids), len(generated), time.perf_counter() - started)
+
+
+def _prefix_cache_from_env() -> PrefixCache:
+    """$COMPOSITE_PREFIX_CACHE: how many conversations keep a KV cache (0 turns reuse off; default 8);
+    $COMPOSITE_PREFIX_CACHE_MB: their total size bound (default 2048)."""
+    values = {}
+    for name, default in (("COMPOSITE_PREFIX_CACHE", 8), ("COMPOSITE_PREFIX_CACHE_MB", 2048)):
+        raw = os.environ.get(name, "").strip()
+        if raw and (not raw.isdigit()):
+            raise ConfigError(f"{name} must be a whole number >= 0, got {raw!r}")
+        values[name] = int(raw) if raw else default
+    return PrefixCache(values["COMPOSITE_PREFIX_CACHE"], values["COMPOSITE_PREFIX_CACHE_MB"] * 2**20)
 
 
 # -- loading ---------------------------------------------------------------------------------------
