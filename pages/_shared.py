@@ -5,10 +5,12 @@ UI layer only: everything here reads widgets, calls the `composite` library and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import streamlit as st
@@ -253,6 +255,7 @@ def run_agent(mode: str, agent: Agent, params: SamplingParams, decision: Decisio
     stop = threading.Event()
     dialect_name = getattr(getattr(agent.backend, "info", None), "dialect", "")
     stream = agent.run(msgs, params, stop, decision)
+    scope = _conversation_scope(mode, agent.backend)
     view = _LiveView()
     text, last_draw = "", 0.0
     try:
@@ -290,6 +293,38 @@ def run_agent(mode: str, agent: Agent, params: SamplingParams, decision: Decisio
     finally:
         stop.set()
         stream.close()
+        scope.close()
+
+
+class _Conversations:
+    """This session's prefix-cache keys (one per mode); their KV caches are dropped when the session ends."""
+
+    def __init__(self) -> None:
+        self.id = uuid.uuid4().hex
+        self.backends: dict[str, object] = {}
+
+    def release(self) -> None:
+        for key, backend in self.backends.items():
+            cache = getattr(backend, "prefix_cache", None)
+            if cache is not None:
+                cache.drop(key)
+
+
+@st.cache_resource(scope="session", show_spinner=False, on_release=lambda owner: owner.release())
+def _session_conversations() -> _Conversations:
+    return _Conversations()
+
+
+def _conversation_scope(mode: str, backend) -> contextlib.ExitStack:
+    """Generation for this session and mode reuses only its own KV cache (composite/backends/prefix_cache.py)."""
+    from composite.backends.prefix_cache import conversation
+
+    owner = _session_conversations()
+    key = f"{owner.id}:{mode}"
+    owner.backends[key] = backend
+    scope = contextlib.ExitStack()
+    scope.enter_context(conversation(key))
+    return scope
 
 
 def _streaming_view(text: str) -> str:

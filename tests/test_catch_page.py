@@ -187,3 +187,21 @@ def test_a_file_the_code_writes_gets_a_download_button(code_page, downloads):
     code_page.run()  # the sidebar lists the workdir before the turn runs: the next run shows the new file
     assert any(b.label.startswith("⬇️ out.txt") for b in code_page.download_button)
     assert downloads["out.txt"] == b"made in the sandbox"
+
+
+def test_a_sessions_next_turn_reuses_its_kv_cache_and_the_session_end_drops_it(tiny_model_dir, monkeypatch):
+    from pages._shared import _Conversations
+
+    at = _page("chat", tiny_model_dir, monkeypatch)
+    at.number_input(key="chat_max_new").set_value(4).run()
+    runtime = _runtime(tiny_model_dir)
+    at.chat_input[0].set_value("first question").run()
+    keys = [key for key in runtime.prefix_cache.keys() if str(key).endswith(":chat")]
+    assert len(keys) == 1  # this session's chat conversation, under its own key
+    at.chat_input[0].set_value("second question").run()
+    prompt = runtime.dialect.render(at.session_state["chat_history"][:-1])
+    assert 0 < runtime.last_prefill_tokens < len(prompt) // 2  # most of the prompt came from the cache
+    owner = _Conversations()
+    owner.id, owner.backends = keys[0].split(":")[0], {keys[0]: runtime}
+    owner.release()  # what Streamlit calls when the session ends
+    assert keys[0] not in runtime.prefix_cache.keys()

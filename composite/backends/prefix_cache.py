@@ -72,6 +72,11 @@ class PrefixCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def keys(self) -> list[str | None]:
+        """The conversations that hold a cache, least recently used first."""
+        with self._lock:
+            return list(self._entries)
+
     @property
     def bytes(self) -> int:
         return sum(size for _, _, size in self._entries.values())
