@@ -180,7 +180,11 @@ def test_runs_are_recorded_listed_and_found_by_prefix(store):
         store.get_run("ffffffffffff" if not run.id.startswith("ffff") else "000000000000")
     with pytest.raises(NotFoundError, match="expected a run id"):
         store.get_run("x; drop")
-    assert store.list_runs(user="someone") == []
+    mine = store.record_run(prompts_sha256="ef" * 32, cases=[], summary={}, user="alice")
+    assert [r.id for r in store.list_runs(user="alice")] == [mine.id, other.id, run.id]  # CLI runs are shared
+    assert mine.id not in [r.id for r in store.list_runs(user="bob")]
+    with pytest.raises(NotFoundError):
+        store.get_run(mine.id, user="bob")
 
 
 # -- migrations -------------------------------------------------------------------------------------------

@@ -517,6 +517,13 @@ class Store:
         return self._call("record the batch run", write)
 
     @staticmethod
+    def _runs_scoped(query, user: str | None):
+        """A user sees their runs and the unowned ones (recorded by the CLI, shared by the team)."""
+        from .models import Run
+
+        return query if user is None else query.where(Run.owner.in_(["", user]))
+
+    @staticmethod
     def _run_info(row) -> RunInfo:
         return RunInfo(id=row.id, created_at=_aware(row.created_at), prompts_file=row.prompts_file,
                        prompts_sha256=row.prompts_sha256, model=row.model, backend=row.backend,
@@ -530,7 +537,7 @@ class Store:
 
         def read():
             with self._session() as s:
-                query = self._scoped(select(Run), Run, user).order_by(Run.created_at.desc(), Run.id).limit(limit)
+                query = self._runs_scoped(select(Run), user).order_by(Run.created_at.desc(), Run.id).limit(limit)
                 return [self._run_info(r) for r in s.execute(query).scalars()]
 
         return self._call("list the batch runs", read)
@@ -548,7 +555,7 @@ class Store:
 
         def read():
             with self._session() as s:
-                rows = s.execute(self._scoped(select(Run).where(Run.id.startswith(run_id)), Run, user)
+                rows = s.execute(self._runs_scoped(select(Run).where(Run.id.startswith(run_id)), user)
                                  .limit(2)).scalars().all()
                 if not rows:
                     raise NotFoundError(f"run {run_id!r} not found; `python -m composite runs` lists the runs")
