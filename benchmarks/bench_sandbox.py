@@ -50,25 +50,18 @@ def _timed(fn: Callable[[], Any], n: int) -> list[float]:
     return times
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--starts", type=int, default=5, help="kernel starts per variant (median)")
-    parser.add_argument("--trips", type=int, default=50, help="print(1) round trips per variant (median)")
-    parser.add_argument(
-        "--reduced", action="store_true", help="also measure the reduced (no bubblewrap) sandbox"
-    )
-    args = parser.parse_args(argv)
-
+def measure(starts_n: int = 5, trips_n: int = 50, variants: tuple[str, ...] = ("full",)) -> dict[str, Any]:
+    """Kernel starts and warm print(1) round trips, raw jupyter_client and each sandbox variant
+    interleaved: {"first": {name: s}, "starts": {name: [s]}, "trips": {name: [s]}}."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from composite.sandbox import Sandbox, SandboxConfig
 
-    variants = ["full"] + (["reduced"] if args.reduced else [])
     starts: dict[str, list[float]] = {"raw": [], **{v: [] for v in variants}}
     trips: dict[str, list[float]] = {"raw": [], **{v: [] for v in variants}}
     first: dict[str, float] = {}
 
     # interleave the variants so that load from other processes affects them alike
-    for i in range(args.starts):
+    for i in range(starts_n):
         with tempfile.TemporaryDirectory(prefix="bench-raw-") as tmp:
             km, kc, elapsed = _raw_start(tmp)
             try:
@@ -77,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     starts["raw"].append(elapsed)
                 assert _raw_print(kc) == "1\n"
-                trips["raw"] += _timed(lambda kc=kc: _raw_print(kc), args.trips // args.starts or 1)
+                trips["raw"] += _timed(lambda kc=kc: _raw_print(kc), trips_n // starts_n or 1)
             finally:
                 kc.stop_channels()
                 km.shutdown_kernel(now=True)
@@ -93,10 +86,25 @@ def main(argv: list[str] | None = None) -> int:
                     starts[variant].append(elapsed)
                 assert sandbox.execute("print(1)").text() == "1\n"
                 trips[variant] += _timed(
-                    lambda sb=sandbox: sb.execute("print(1)"), args.trips // args.starts or 1
+                    lambda sb=sandbox: sb.execute("print(1)"), trips_n // starts_n or 1
                 )
             finally:
                 sandbox.shutdown()
+    return {"first": first, "starts": starts, "trips": trips}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--starts", type=int, default=5, help="kernel starts per variant (median)")
+    parser.add_argument("--trips", type=int, default=50, help="print(1) round trips per variant (median)")
+    parser.add_argument(
+        "--reduced", action="store_true", help="also measure the reduced (no bubblewrap) sandbox"
+    )
+    args = parser.parse_args(argv)
+
+    variants = ["full"] + (["reduced"] if args.reduced else [])
+    measured = measure(args.starts, args.trips, tuple(variants))
+    first, starts, trips = measured["first"], measured["starts"], measured["trips"]
 
     def med(values: list[float]) -> float:
         return statistics.median(values) if values else float("nan")

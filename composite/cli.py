@@ -71,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("src")
     conv.add_argument("dst")
     conv.add_argument("--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"])
+
+    bench = sub.add_parser("bench", help="benchmark suite: streaming, time to first token, sandbox, app start, CLI")
+    bench.add_argument("--json", metavar="FILE", help="also write the figures and the machine as JSON")
+    bench.add_argument("--only", nargs="+", metavar="SECTION",
+                       choices=["streaming", "ttft", "sandbox", "app", "cli"], help="run only these sections")
+    bench.add_argument("--quick", action="store_true", help="tiny settings (checks the suite runs; figures are noise)")
+    bench.add_argument("--repeats", type=int, metavar="N", help="runs per figure (default 5; the median is shown)")
+    bench.add_argument("--model", metavar="PATH", help="model folder (default: $MODEL_PATH, else the embedded model)")
     return parser
 
 
@@ -285,7 +293,14 @@ def _cmd_convert(args, out, err, stdin) -> int:
     return convert_cli(args.src, args.dst, args.dtype)
 
 
+def _cmd_bench(args, out, err, stdin) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args, out, err)
+
+
 COMMANDS = {
+    "bench": _cmd_bench,
     "chat": _cmd_chat,
     "tool": _cmd_tool,
     "code": _cmd_code,
