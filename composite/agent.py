@@ -213,6 +213,9 @@ class Agent:
             if end.finish_reason == "cancelled":
                 yield Done("cancelled")
                 return
+            if end.finish_reason == "error":  # the backend yielded a Failure; the partial answer is kept
+                yield Done("error")
+                return
             if not pending:
                 if end.finish_reason == "length":
                     yield Notice("the answer stopped at the token limit (max_new_tokens / max_length)", "warning")

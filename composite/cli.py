@@ -1,4 +1,4 @@
-"""The command line: `python -m composite chat|tool|code|exec|tools|convert` (see `--help`).
+"""The command line: `python -m composite chat|tool|code|exec|tools|convert|serve` (see `--help`).
 
 A terminal renderer of the agent's event stream: text streams to stdout, notes go to stderr, and
 `--json` prints the transcript as JSON lines. Errors a user can cause exit with code 2.
@@ -21,7 +21,15 @@ EXIT_USAGE = 2
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", metavar="PATH", help="model folder (default: $MODEL_PATH, else the embedded model)")
+    g.add_argument("--backend", choices=["local", "openai"], default=None,
+                   help="local: run the model here (default); openai: an OpenAI-compatible server "
+                        "(default: $COMPOSITE_BACKEND, else local)")
+    g.add_argument("--model", metavar="PATH|NAME",
+                   help="local: model folder (default: $MODEL_PATH, else the embedded model); "
+                        "openai: the server's model name (default: $COMPOSITE_MODEL)")
+    g.add_argument("--base-url", metavar="URL", help="openai: the server, e.g. http://127.0.0.1:8000/v1 "
+                                                     "(default: $OPENAI_BASE_URL)")
+    g.add_argument("--api-key", metavar="KEY", help="openai: the server's API key (default: $OPENAI_API_KEY)")
     g.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     g.add_argument("--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"])
     g.add_argument("--quantize", type=int, choices=[4, 8], help="bitsandbytes quantization (CUDA only)")
@@ -72,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("dst")
     conv.add_argument("--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"])
 
+    srv = sub.add_parser("serve", help="serve the model as an OpenAI-compatible API (/v1/chat/completions)")
+    srv.add_argument("--host", default="127.0.0.1", help="listen address (default: loopback only)")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--model", metavar="PATH", help="model folder (default: $MODEL_PATH, else the embedded model)")
+    srv.add_argument("--api-key", metavar="KEY", help="require this key (default: $COMPOSITE_API_KEY; none: open)")
+    srv.add_argument("--served-model-name", metavar="NAME", help="the model id clients use (default: its name)")
+    srv.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    srv.add_argument("--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"])
+    srv.add_argument("--quantize", type=int, choices=[4, 8], help="bitsandbytes quantization (CUDA only)")
+
     bench = sub.add_parser("bench", help="benchmark suite: streaming, time to first token, sandbox, app start, CLI")
     bench.add_argument("--json", metavar="FILE", help="also write the figures and the machine as JSON")
     bench.add_argument("--only", nargs="+", metavar="SECTION",
@@ -97,6 +115,22 @@ def _params(args: argparse.Namespace):
 
 
 def _load(args: argparse.Namespace, err: TextIO):
+    import os
+
+    backend = (args.backend or os.environ.get("COMPOSITE_BACKEND", "") or "local").strip().lower()
+    if backend not in ("local", "openai"):
+        raise CompositeError(f"COMPOSITE_BACKEND is {backend!r}; expected local or openai")
+    if backend == "openai":
+        from .backends.openai import OpenAIBackend
+
+        base_url = args.base_url or os.environ.get("OPENAI_BASE_URL", "")
+        if not base_url:
+            raise CompositeError("--backend openai needs --base-url URL (or $OPENAI_BASE_URL), "
+                                 "e.g. http://127.0.0.1:8000/v1")
+        model = args.model or os.environ.get("COMPOSITE_MODEL", "")
+        remote = OpenAIBackend(base_url, model, args.api_key or os.environ.get("OPENAI_API_KEY"))
+        err.write(f"{remote.info.summary()}\n")
+        return remote
     from .backends.local import load_model, resolve_model_path
 
     path = resolve_model_path(args.model)
@@ -299,6 +333,27 @@ def _cmd_bench(args, out, err, stdin) -> int:
     return bench_main(args, out, err)
 
 
+def _cmd_serve(args, out, err, stdin) -> int:
+    import os
+
+    from .backends.local import load_model, resolve_model_path
+    from .server import LOOPBACK, serve
+
+    api_key = args.api_key or os.environ.get("COMPOSITE_API_KEY") or None
+    if args.host not in LOOPBACK and not api_key:
+        err.write(f"warning: serving on {args.host} without an API key: anyone who can reach it can use the model; "
+                  "set --api-key\n")
+    path = resolve_model_path(args.model)
+    err.write(f"loading {path or 'the embedded model'} ...\n")
+    runtime = load_model(path, device=args.device, dtype=args.dtype, quantize=args.quantize)
+    name = args.served_model_name or runtime.info.name
+    err.write(f"{runtime.info.summary()}\nserving {name!r} on http://{args.host}:{args.port}/v1 "
+              f"({'API key required' if api_key else 'no API key'}); Ctrl-C stops\n")
+    err.flush()
+    serve(runtime, args.host, args.port, api_key, name)
+    return 0
+
+
 COMMANDS = {
     "bench": _cmd_bench,
     "chat": _cmd_chat,
@@ -307,6 +362,7 @@ COMMANDS = {
     "exec": _cmd_exec,
     "tools": _cmd_tools,
     "convert": _cmd_convert,
+    "serve": _cmd_serve,
 }
 
 
