@@ -6,15 +6,20 @@ consuming at any event (a paused approval, a stop button) and resume later from 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
 import threading
 import time
 import uuid
 from dataclasses import dataclass
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Iterator, Literal
 
 from .errors import ConfigError, SandboxError
 from .events import (
+    CodeRunning,
+    OutputDelta,
     ApprovalNeeded,
     AssistantMessage,
     Done,
@@ -41,9 +46,10 @@ POLICIES = ("auto", "ask", "manual")
 class Decision:
     """The user's answer to an ApprovalNeeded event (it applies to every pending call of the turn)."""
 
-    action: Literal["run", "reject", "observe"]
+    action: Literal["run", "reject", "observe", "edit"]
     text: str = ""  # the observation typed by the user in manual mode
     texts: list[str] | None = None  # manual mode, several pending calls: one observation per call, in order
+    code: str = ""  # "edit": the code the user wrote in place of the model's; it is what runs
 
 
 def _is_call(message: Message) -> bool:
@@ -178,14 +184,18 @@ class Agent:
                     )
                     yield Done("round_limit")
                     return
+                if decision is not None and decision.action == "edit":
+                    self._apply_edit(pending, decision.code)
+                    decision = Decision("run")
                 calls = [self._call_event(message) for message in pending]
                 yield from calls
-                if decision is None and self.policy != "auto" and any(c.kind == "tool" and not c.error for c in calls):
-                    first = next(c for c in calls if c.kind == "tool" and not c.error)
-                    yield ApprovalNeeded(first, calls)
+                needs = [c for c in calls if not c.error and (c.kind == "tool" or self.mode == "code")]
+                if decision is None and self.policy != "auto" and needs:
+                    yield ApprovalNeeded(needs[0], calls)
                     yield Done("awaiting_approval")
                     return
-                for observation in self._observe_all(calls, decision):
+                observations = yield from self._live(lambda: self._observe_all(calls, decision))
+                for observation in observations:
                     history.append(observation.message)
                     yield observation
                 decision = None
@@ -325,13 +335,69 @@ class Agent:
             extra["image_data"] = [image.to_extra() for image in images]
         return Observation(Message("observation", result.observation(), extra=extra), result.ok, result.duration)
 
+    def _apply_edit(self, pending: list[Message], code: str) -> None:
+        """The user edited the model's code before running it: the history keeps the code that runs (so the
+        model sees it) with `extra["edited"]` and the model's original in `extra["original_code"]`."""
+        for message in pending:
+            call = self._call_event(message)
+            if call.kind == "code" and not call.error:
+                message.extra.update(edited=True, original_code=call.code, arguments={"code": code})
+                message.content = f"```python\n{code.rstrip()}\n```"
+                return
+        raise ConfigError("there is no pending code to replace with the edited code")
+
+    def _live(self, work: Callable[[], Any]) -> Generator[Event, None, Any]:
+        """Run work() (the calls of one turn) in a thread and yield the OutputDelta events of its code as
+        they arrive; returns what work() returned. If the consumer stops listening (a stop button, a closed
+        stream) the running code is interrupted."""
+        if self.mode != "code":
+            return work()
+        events: queue.Queue = queue.Queue()
+        done = object()
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["value"] = work()
+            except BaseException as exc:  # handed to the consumer's thread and raised there
+                box["error"] = exc
+            finally:
+                events.put(done)
+
+        self._sink = events.put
+        worker = threading.Thread(target=target, name="agent-code", daemon=True)
+        started = time.monotonic()
+        worker.start()
+        finished = False
+        try:
+            while True:
+                try:
+                    item = events.get(timeout=1.0)
+                except queue.Empty:
+                    yield CodeRunning(time.monotonic() - started)
+                    continue
+                if item is done:
+                    break
+                yield item
+            finished = True
+        finally:
+            self._sink = None
+            if not finished:
+                with contextlib.suppress(SandboxError):
+                    self.sandbox.interrupt()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
     def _run_code(self, code: str) -> Observation:
         if not code.strip():
             text = "Error: no ```python code block found in your message; write the code inside ```python ... ```."
             return Observation(Message("observation", text), ok=False)
         started = time.perf_counter()
+        sink = getattr(self, "_sink", None)
+        on_output = (lambda output: sink(OutputDelta(output))) if sink is not None else None
         try:
-            result = self.sandbox.execute(code, timeout=self.code_timeout)
+            result = self.sandbox.execute(code, timeout=self.code_timeout, on_output=on_output)
         except SandboxError as exc:  # the kernel could not start: the model and the user both see why
             text = f"Error: the sandbox could not run the code: {exc}"
             return Observation(Message("observation", text, extra={"status": "error"}), ok=False)

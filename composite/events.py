@@ -15,6 +15,8 @@ __all__ = [
     "TurnEnd",
     "AssistantMessage",
     "ToolCall",
+    "OutputDelta",
+    "CodeRunning",
     "Observation",
     "ApprovalNeeded",
     "Notice",
@@ -93,6 +95,22 @@ class ToolCall(Event):
     arguments: dict[str, Any] | None = None
     call_id: str = ""  # matches the observation's extra["call_id"] (several calls in one turn)
     error: str = ""  # why the call could not be parsed; it then gets an error observation and never runs
+
+
+@dataclass
+class OutputDelta(Event):
+    """Output of running code as it arrives (stdout/stderr text, a result, an image): a live view only;
+    the whole ordered, capped result follows as the Observation."""
+
+    output: Any  # composite.sandbox.Output
+
+
+@dataclass
+class CodeRunning(Event):
+    """Code is still running and silent (about once a second): renderers show the elapsed time, and a
+    page gets the chance to handle its Interrupt button."""
+
+    seconds: float
 
 
 @dataclass

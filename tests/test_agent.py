@@ -129,7 +129,7 @@ class FakeSandbox:
     def __init__(self):
         self.ran = []
 
-    def execute(self, code, timeout=None):
+    def execute(self, code, timeout=None, on_output=None):
         from types import SimpleNamespace
 
         self.ran.append(code)
@@ -194,7 +194,7 @@ def test_a_sandbox_that_cannot_start_becomes_an_error_observation():
     from composite.errors import SandboxError
 
     class BrokenSandbox(FakeSandbox):
-        def execute(self, code, timeout=None):
+        def execute(self, code, timeout=None, on_output=None):
             raise SandboxError("bwrap: setting up uid map: Permission denied")
 
     backend = ScriptedBackend(["interpreter\n```python\nprint(1)\n```", "\nI could not run it."])

@@ -25,8 +25,15 @@ class SandboxManager:
     shut down by a background culler; config.prestart spare kernels are kept started so a new
     session gets a ready kernel at once; everything is shut down at exit (atexit)."""
 
-    def __init__(self, config: SandboxConfig | None = None, base_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        config: SandboxConfig | None = None,
+        base_dir: str | Path | None = None,
+        gateway: tuple[str, str] | None = None,
+    ) -> None:
         self.config = config if config is not None else SandboxConfig.from_env()
+        # (url, token) of a Kernel/Enterprise Gateway: each session gets a remote kernel there
+        self.gateway = (gateway[0], gateway[1] or "") if gateway and gateway[0] else None
         default_base = Path(tempfile.gettempdir()) / f"composite-sandboxes-{os.geteuid()}"
         self.base_dir = Path(base_dir or self.config.base_dir or default_base).resolve()
         self.base_dir.mkdir(parents=True, exist_ok=True)
@@ -40,6 +47,10 @@ class SandboxManager:
         atexit.register(self.shutdown_all)
 
     def _new_sandbox(self) -> Sandbox:
+        if self.gateway is not None:
+            from composite.sandbox.gateway import GatewayExecutor
+
+            return GatewayExecutor(self.gateway[0], self.gateway[1], self.config)  # type: ignore[return-value]
         workdir = tempfile.mkdtemp(prefix="session-", dir=self.base_dir)
         return Sandbox(workdir, self.config, cleanup_workdir=True, hide=(str(self.base_dir),))
 
