@@ -16,13 +16,13 @@ from pathlib import Path
 import streamlit as st
 
 from composite import events as ev
-from composite.agent import Agent, Decision, pending_call
+from composite.agent import Agent, Decision, pending_call, pending_calls
 from composite.errors import CompositeError
 from composite.messages import Message, SamplingParams
 from composite.prompts import system_prompt
 from composite.backends.local import load_model, resolve_model_path
+from pages import _app, _history
 
-TITLES = {"chat": "💬 Chat", "tool": "🛠️ Tool", "code": "🧑‍💻 Code Interpreter"}
 STREAM_INTERVAL = 0.05  # seconds between placeholder updates while streaming
 
 
@@ -82,6 +82,7 @@ def sampling_sidebar(mode: str, context_length: int = 8192) -> SamplingParams:
 def history(mode: str) -> list[Message]:
     """This session's history for a mode; index 0 is the (editable) system message."""
     key = f"{mode}_history"
+    _history.bind(mode)  # ?c=<id> in the URL reopens a stored conversation
     if key not in st.session_state:
         st.session_state[key] = [Message("system", system_prompt(mode))]
     return st.session_state[key]
@@ -110,21 +111,22 @@ def conversation_sidebar(mode: str) -> None:
     """Clear, retry, export (JSON / Markdown) and import of this mode's conversation."""
     msgs = history(mode)
     col1, col2 = st.sidebar.columns(2)
-    if col1.button("🧹 Clear", key=f"{mode}_clear", use_container_width=True):
+    if col1.button("Clear", icon=":material/delete_sweep:", key=f"{mode}_clear", use_container_width=True):
         del msgs[1:]
+        _history.detach(mode)  # the stored conversation stays in the History list
         st.session_state.pop(f"{mode}_partial", None)
         st.session_state.pop(f"{mode}_decision", None)
-    if col2.button("🔁 Retry", key=f"{mode}_retry", use_container_width=True, help="Regenerate the last answer"):
+    if col2.button("Retry", icon=":material/refresh:", key=f"{mode}_retry", use_container_width=True, help="Regenerate the last answer"):
         last_user = max((i for i, m in enumerate(msgs) if m.role == "user"), default=None)
         if last_user is not None:
             del msgs[last_user + 1 :]
             st.session_state[f"{mode}_run"] = True
     # Callables: the file is made on click, so an answer streamed after the sidebar drew is included.
-    st.sidebar.download_button("⬇️ Export JSON", lambda: json.dumps([m.to_dict() for m in msgs], ensure_ascii=False, indent=2),
-                               f"{mode}-conversation.json", "application/json", key=f"{mode}_export_json",
+    st.sidebar.download_button("Export JSON", lambda: json.dumps([m.to_dict() for m in msgs], ensure_ascii=False, indent=2),
+                               f"{mode}-conversation.json", "application/json", key=f"{mode}_export_json", icon=":material/download:",
                                use_container_width=True)
-    st.sidebar.download_button("⬇️ Export Markdown", lambda: _to_markdown(msgs), f"{mode}-conversation.md", "text/markdown",
-                               key=f"{mode}_export_md", use_container_width=True)
+    st.sidebar.download_button("Export Markdown", lambda: _to_markdown(msgs), f"{mode}-conversation.md", "text/markdown",
+                               key=f"{mode}_export_md", icon=":material/download:", use_container_width=True)
     upload = st.sidebar.file_uploader("Import a JSON conversation", type=["json"], key=f"{mode}_import")
     if upload is not None and st.session_state.get(f"{mode}_imported") != upload.file_id:
         st.session_state[f"{mode}_imported"] = upload.file_id
@@ -136,6 +138,8 @@ def conversation_sidebar(mode: str) -> None:
             if imported[0].role != "system":
                 imported.insert(0, msgs[0])
             msgs[:] = imported
+            _history.detach(mode)
+            _history.save(mode)  # an imported conversation is stored as a new one
             st.sidebar.success(f"Imported {len(imported)} messages.")
 
 
@@ -161,17 +165,23 @@ def _image_paths(message: Message, workdir: Path | None) -> list[Path]:
 
 def render_call(message: Message) -> None:
     if message.metadata == "interpreter":
-        with st.status("🧑‍💻 Code", state="complete", expanded=True):
-            from composite.dialect import extract_code_block
-
-            st.code(extract_code_block(message.content) or message.content, language="python")
+        with st.status(":material/terminal: Code", state="complete", expanded=True):
+            code = (message.extra.get("arguments") or {}).get("code")  # parsed once, by the dialect
+            if code is None:
+                st.markdown(message.content)
+            else:
+                st.code(code, language="python")
+            if message.extra.get("edited"):
+                st.caption("✏️ edited by you before it ran")
     else:
-        label = f"🛠️ {message.metadata}"
+        label = f":material/build: {message.metadata}"
         args = message.extra.get("arguments")
-        with st.status(label, state="complete", expanded=False):
-            if args is not None:
+        with st.status(label, state="error" if message.extra.get("call_error") else "complete", expanded=False):
+            if args is not None:  # parsed once, by the dialect; the raw call text is shown as it was written
                 st.json(args)
-            st.code(message.content, language="python")
+            if message.extra.get("call_error"):
+                st.error(message.extra["call_error"])
+            st.code(message.content)
 
 
 def render_observation(message: Message, workdir: Path | None = None) -> None:
@@ -188,6 +198,10 @@ def render_observation(message: Message, workdir: Path | None = None) -> None:
         (body.error if failed else body.code)(message.content)
         for path in _image_paths(message, workdir):
             st.image(str(path), caption=path.name)
+        for index, image in enumerate(extra.get("image_data") or []):  # images a tool (an MCP server) returned
+            import base64
+
+            st.image(base64.b64decode(image["data"]), caption=f"image {index + 1} ({image['mime_type']})")
 
 
 def render_history(msgs: list[Message], workdir: Path | None = None) -> None:
@@ -201,7 +215,7 @@ def render_history(msgs: list[Message], workdir: Path | None = None) -> None:
                 else:
                     st.markdown(message.content + (" *(stopped)*" if message.extra.get("stopped") else ""))
         elif message.role == "observation":
-            with st.chat_message("assistant", avatar="📎"):
+            with st.chat_message("assistant", avatar=":material/attach_file:"):
                 render_observation(message, workdir)
 
 
@@ -210,13 +224,12 @@ def recover_partial(mode: str) -> None:
     partial = st.session_state.pop(f"{mode}_partial", None)
     msgs = history(mode)
     if partial and partial.get("length") == len(msgs):
-        from composite.dialect import parse_chatglm3_turn
+        from composite.dialects import stopped_answer
 
-        text = partial["text"]
-        turn = parse_chatglm3_turn(text) if "chatglm3" in partial.get("dialect", "") else None
-        content = turn.content if turn is not None and turn.kind == "text" else text.strip()
+        content = stopped_answer(partial["text"], partial.get("dialect", ""))
         if content:
             msgs.append(Message("assistant", content, extra={"stopped": True}))
+    _history.save(mode)  # the stopped answer, and any sidebar change (system prompt, retry, clear)
 
 
 class _LiveView:
@@ -242,9 +255,65 @@ class _LiveView:
             self._placeholder.empty()
 
     def observation(self, message: Message, workdir: Path | None) -> None:
-        with st.chat_message("assistant", avatar="📎"):
+        with st.chat_message("assistant", avatar=":material/attach_file:"):
             render_observation(message, workdir)
         self._bubble = None
+
+
+class _LiveOutput:
+    """What running code has printed and displayed so far, redrawn as each output arrives."""
+
+    MAX_CHARS = 5000  # the tail shown while running; the observation has the whole (capped) result
+
+    def __init__(self, bubble) -> None:
+        self._slot = bubble.empty()
+        self._text = ""
+        self._images: list = []
+        self._seconds = 0.0
+
+    def update(self, event) -> None:
+        if isinstance(event, ev.CodeRunning):
+            self._seconds = event.seconds
+        elif event.output.kind == "image":
+            self._images.append(event.output)
+        else:
+            self._text += event.output.text if event.output.text.endswith("\n") or event.output.kind in (
+                "stdout", "stderr") else event.output.text + "\n"
+        with self._slot.container():
+            st.caption(f"running code… {self._seconds:.0f} s" if self._seconds >= 1 else "running code…")
+            if self._text:
+                st.code(self._text[-self.MAX_CHARS:], language="text")
+            for image in self._images:
+                st.image(image.data, caption=image.filename or None)
+
+    def clear(self) -> None:
+        self._slot.empty()
+
+
+def code_approval_controls(mode: str) -> None:
+    """Ask before running: the model's code in an editable box with Run, Run edited and Reject."""
+    call = pending_call(history(mode))
+    if call is None or call.kind != "code":
+        return
+    with st.chat_message("assistant", avatar=":material/front_hand:"):
+        st.markdown("The model wants to run this code. Run it as written, edit it first, or reject it?")
+        import hashlib
+
+        digest = hashlib.sha256(call.code.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        box = f"{mode}_edit_code_{digest}"
+        edited = st.text_area("Code to run (editable)", call.code, height=200, key=box)
+        c1, c2, c3 = st.columns(3)
+        choice = None
+        if c1.button("▶️ Run", key=f"{mode}_approve_run"):
+            choice = Decision("run")
+        if c2.button("✏️ Run edited", key=f"{mode}_approve_edited", disabled=not edited.strip()):
+            choice = Decision("edit", code=edited)
+        if c3.button("❌ Reject", key=f"{mode}_reject_code"):
+            choice = Decision("reject")
+        if choice is not None:
+            st.session_state[f"{mode}_decision"] = choice
+            st.session_state.pop(box, None)  # the same code proposed later starts from the model's version
+            st.rerun()
 
 
 def run_agent(mode: str, agent: Agent, params: SamplingParams, decision: Decision | None = None,
@@ -258,6 +327,7 @@ def run_agent(mode: str, agent: Agent, params: SamplingParams, decision: Decisio
     scope = _conversation_scope(mode, agent.backend)
     view = _LiveView()
     text, last_draw = "", 0.0
+    live: _LiveOutput | None = None
     try:
         for event in stream:
             if isinstance(event, ev.TextDelta):
@@ -276,10 +346,18 @@ def run_agent(mode: str, agent: Agent, params: SamplingParams, decision: Decisio
                         render_call(event.message)
                     else:
                         st.markdown(event.message.content)
+                _history.save(mode, agent, params)  # committed as each message completes
             elif isinstance(event, ev.ToolCall):
                 view.bubble.caption(f"running {'code' if event.kind == 'code' else event.name}…")
+            elif isinstance(event, (ev.OutputDelta, ev.CodeRunning)):
+                live = live or _LiveOutput(view.bubble)
+                live.update(event)
             elif isinstance(event, ev.Observation):
+                if live is not None:
+                    live.clear()  # the observation below shows the whole result
+                    live = None
                 view.observation(event.message, workdir)
+                _history.save(mode, agent, params)
             elif isinstance(event, ev.ApprovalNeeded):
                 st.rerun()  # the page shows the approval controls for the pending call
             elif isinstance(event, (ev.Waiting, ev.ContextTrimmed)):
@@ -294,6 +372,7 @@ def run_agent(mode: str, agent: Agent, params: SamplingParams, decision: Decisio
         stop.set()
         stream.close()
         scope.close()
+        _history.save(mode, agent, params)
 
 
 class _Conversations:
@@ -338,47 +417,64 @@ def _streaming_view(text: str) -> str:
 def approval_controls(mode: str, manual: bool) -> None:
     """Approve / Reject (or type the observation in manual mode) for the pending call."""
     msgs = history(mode)
-    call = pending_call(msgs)
-    if call is None:
+    calls = pending_calls(msgs)
+    if not calls:
         return
-    with st.chat_message("assistant", avatar="✋"):
+    names = ", ".join(f"`{call.metadata}`" for call in calls)
+    with st.chat_message("assistant", avatar=":material/front_hand:"):
         if manual:
-            st.markdown(f"**Manual mode:** type the result of `{call.tool_name}` for the model.")
+            st.markdown(f"**Manual mode:** type the result of {names} for the model.")
             with st.form(f"{mode}_manual_form", clear_on_submit=True):
-                text = st.text_area("Observation", key=f"{mode}_manual_text")
-                if st.form_submit_button("Send observation") and text.strip():
-                    st.session_state[f"{mode}_decision"] = Decision("observe", text)
+                texts = [st.text_area(f"Observation for {call.metadata}" if len(calls) > 1 else "Observation",
+                                      key=f"{mode}_manual_text" + (f"_{index}" if index else ""))
+                         for index, call in enumerate(calls)]
+                if st.form_submit_button("Send observation") and all(text.strip() for text in texts):
+                    st.session_state[f"{mode}_decision"] = Decision("observe", texts[0], texts=texts)
                     st.rerun()
         else:
-            st.markdown(f"The model wants to run **{call.tool_name}**. Run it?")
+            st.markdown(f"The model wants to run {names.replace('`', '**')}. Run {'them' if len(calls) > 1 else 'it'}?")
             c1, c2 = st.columns(2)
-            if c1.button("✅ Approve", key=f"{mode}_approve"):
+            if c1.button("Approve", icon=":material/check:", key=f"{mode}_approve"):
                 st.session_state[f"{mode}_decision"] = Decision("run")
                 st.rerun()
-            if c2.button("❌ Reject", key=f"{mode}_reject"):
+            if c2.button("Reject", icon=":material/close:", key=f"{mode}_reject"):
                 st.session_state[f"{mode}_decision"] = Decision("reject")
                 st.rerun()
 
 
-def _use_main_navigation() -> None:
-    """Streamlit 1.67 treats a `pages/` folder as v1 multipage navigation until main.py's
-    st.navigation has run once; a deep link (/tool) as the first request after start would run
-    this page alone under a file-name menu. Switch to main.py's navigation and run again."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if getattr(PagesManager, "uses_pages_directory", False):
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
 def page_header(mode: str) -> None:
-    _use_main_navigation()
-    st.title(TITLES[mode])
+    _app.ensure_app_navigation()
+    st.title(_app.title(mode))
+
+
+# Clickable examples shown while a conversation is empty: what the built-in model can do in each mode.
+STARTERS = {
+    "chat": ["Who are you?", "What can you do?", "你好，你能做什么？"],
+    "tool": ["What's the weather in Lisbon?", "What time is it in Tokyo?", "What is 23 times 19?", "上海现在几点？"],
+    "code": ["Plot y = x squared from -5 to 5", "What is the median of 3, 9, 4, 7, 1?", "Reverse the string 'starter'",
+             "Bar chart of tea 4, coffee 7, juice 2"],
+}
+
+
+def starter_prompts(mode: str, history: list) -> None:
+    """A row of example prompts while the conversation is empty; a click sends it like a typed message."""
+    if len(history) > 1 or st.session_state.get(f"{mode}_starter"):  # index 0 is the system message
+        return
+    examples = STARTERS.get(mode, [])
+    columns = st.columns(len(examples)) if examples else []
+    for index, (column, example) in enumerate(zip(columns, examples)):
+        if column.button(example, key=f"{mode}_starter_{index}", icon=":material/lightbulb:", use_container_width=True):
+            st.session_state[f"{mode}_starter"] = example
+            st.rerun()
 
 
 def user_input(mode: str, placeholder: str) -> str | None:
-    """The chat box (its button turns into stop while an answer streams). Empty prompts are ignored."""
+    """The chat box (its button turns into stop while an answer streams), or a clicked starter prompt.
+    Empty prompts are ignored."""
     prompt = st.chat_input(placeholder, key=f"{mode}_input", submit_mode="stop")
+    starter = st.session_state.pop(f"{mode}_starter", None)
+    if (prompt is None or not str(prompt).strip()) and starter:
+        return str(starter)
     if prompt is None or not str(prompt).strip():
         return None
     return str(prompt)
@@ -395,8 +491,10 @@ def start_turn(mode: str, runtime, prompt: str | None, wanted: bool) -> bool:
     if not (prompt or wanted):
         return False
     if prompt:
+        prompt = _history.note_for_model(mode, prompt)  # a reopened code conversation: variables were lost
         history(mode).append(Message("user", prompt))
         st.chat_message("user").markdown(prompt)
+        _history.save(mode)
     return True
 
 

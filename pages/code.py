@@ -5,20 +5,46 @@ import uuid
 import streamlit as st
 
 from composite.agent import Agent
+from composite.errors import SandboxError
+from pages import _app, _history
 from pages import _shared as ui
 
 MODE = "code"
 
 
 @st.cache_resource(show_spinner=False, max_entries=1, on_release=lambda manager: manager.shutdown_all())
-def sandbox_manager(memory_gib: float, cpu_seconds: int):
-    """One manager per process: per-session kernels, idle culling, shutdown at exit.
+def sandbox_manager(memory_gib: float, cpu_seconds: int, gateway_url: str = "", gateway_token: str = ""):
+    """One manager per process: per-session kernels (local, or remote on a kernel gateway), idle culling,
+    shutdown at exit.
 
-    New limits replace the manager, which restarts the kernels (variables are lost, files too)."""
+    New limits or another gateway replace the manager, which restarts the kernels (variables are lost, files too)."""
     from composite.sandbox import SandboxConfig, SandboxManager
 
     config = SandboxConfig.from_env(memory_bytes=int(memory_gib * 2**30), cpu_seconds=cpu_seconds)
-    return SandboxManager(config)
+    return SandboxManager(config, gateway=(gateway_url, gateway_token) if gateway_url else None)
+
+
+def gateway_settings() -> tuple[str, str]:
+    """The kernel gateway URL and token (sidebar, defaulting to COMPOSITE_KERNEL_GATEWAY /
+    COMPOSITE_GATEWAY_TOKEN); an invalid URL is reported and the local sandbox is used."""
+    from composite.errors import ConfigError
+    from composite.sandbox.gateway import check_url, gateway_from_env
+
+    env_url, env_token = gateway_from_env()
+    st.session_state.setdefault("code_gateway_url", env_url)
+    st.session_state.setdefault("code_gateway_token", env_token)
+    url = st.text_input("Kernel gateway URL (empty: local sandbox)", key="code_gateway_url",
+                        help="A Jupyter Kernel or Enterprise Gateway, e.g. http://gateway:8888: each session "
+                             "gets its own remote kernel there. Also set by COMPOSITE_KERNEL_GATEWAY.")
+    token = st.text_input("Gateway token", key="code_gateway_token", type="password",
+                          help="Also set by COMPOSITE_GATEWAY_TOKEN.")
+    if not url.strip():
+        return "", ""
+    try:
+        return check_url(url), token.strip()
+    except ConfigError as exc:
+        st.error(f"{exc}; using the local sandbox")
+        return "", ""
 
 
 class _SessionKernel:
@@ -109,42 +135,65 @@ with st.sidebar.expander("Sandbox", expanded=True):
                              key="code_memory")
     cpu = st.number_input("CPU time limit per kernel (s)", 10, 10**6, int(defaults.cpu_seconds), 10, key="code_cpu")
     max_rounds = st.number_input("max code rounds per question", 1, 20, 5, key="code_max_rounds")
+    ask = st.toggle("Ask before running", False, key="code_ask",
+                    help="Show the model's code in an editable box and run it only when you say so.")
+    st.caption("Asking before each run: **on**" if ask else "Asking before each run: off (code runs at once)")
+    gateway_url, gateway_token = gateway_settings()
 
 handle = session_kernel()
-manager = sandbox_manager(float(memory), int(cpu))
+manager = sandbox_manager(float(memory), int(cpu), gateway_url, gateway_token)
 handle.managers.add(manager)
-sandbox = manager.get(handle.id)  # pre-started in the background while the page renders
+# pre-started in the background; a reopened conversation gets a fresh kernel with its files restored
+sandbox = _history.code_sandbox(manager, handle.id)
 
 with st.sidebar:
     (st.success if sandbox.isolation == "full" else st.warning)(
         "sandbox: full (no network, read-only host, limits)" if sandbox.isolation == "full" else sandbox.isolation_note
     )
     c1, c2 = st.columns(2)
-    if c1.button("⏹ Interrupt", key="code_interrupt", use_container_width=True):
-        sandbox.interrupt()
-    if c2.button("♻️ Restart kernel", key="code_restart", use_container_width=True):
-        sandbox.restart()
-        st.toast("Kernel restarted: variables were cleared, files kept.")
-    uploads = st.file_uploader("Upload files for the code", accept_multiple_files=True, key="code_uploads")
-    seen = st.session_state.setdefault("code_uploaded_ids", {})
-    for upload in uploads or []:
-        if upload.file_id not in seen:
-            seen[upload.file_id] = sandbox.upload(upload.name, upload.getvalue()).name
-            st.session_state.setdefault("code_new_files", []).append(seen[upload.file_id])
-    _file_downloads(sandbox)
+    if getattr(sandbox, "start_error", None) is not None:  # a gateway kernel that could not start
+        st.error(f"Kernel not started: {sandbox.start_error}. It is tried again at the next run.")
+    try:
+        if c1.button("Interrupt", icon=":material/stop_circle:", key="code_interrupt", use_container_width=True):
+            sandbox.interrupt()
+        if c2.button("Restart kernel", icon=":material/restart_alt:", key="code_restart", use_container_width=True):
+            sandbox.restart()
+            st.toast("Kernel restarted: variables were cleared, files kept.")
+    except SandboxError as exc:
+        st.error(str(exc))
+    if sandbox.status().files_available:
+        uploads = st.file_uploader("Upload files for the code", accept_multiple_files=True, key="code_uploads")
+        seen = st.session_state.setdefault("code_uploaded_ids", {})
+        for upload in uploads or []:
+            if upload.file_id not in seen:
+                try:
+                    seen[upload.file_id] = sandbox.upload(upload.name, upload.getvalue()).name
+                except SandboxError as exc:
+                    st.error(f"Upload failed: {exc}")
+                    continue
+                st.session_state.setdefault("code_new_files", []).append(seen[upload.file_id])
+        _file_downloads(sandbox)
+    else:
+        st.info(getattr(sandbox, "files_note", "") or "file transfer is unavailable for this executor")
 
 ui.system_sidebar(MODE)
 ui.conversation_sidebar(MODE)
+_history.history_sidebar(MODE)
 ui.recover_partial(MODE)
 history = ui.history(MODE)
+_app.welcome(MODE, history, runtime, sandbox_note=sandbox.isolation_note)
+ui.starter_prompts(MODE, history)
 ui.render_history(history, sandbox.workdir)
 
 prompt = ui.user_input(MODE, "Ask for something to compute, analyse or plot")
-wanted, _ = ui.pending_run(MODE)
+if ask:
+    ui.code_approval_controls(MODE)
+wanted, decision = ui.pending_run(MODE)
 if prompt and runtime is not None:
     new_files = st.session_state.pop("code_new_files", [])
     if new_files:  # tell the model the names of what was uploaded since the last question
         prompt = f"{prompt}\n\n(Uploaded files in the working directory: {', '.join(new_files)})"
 if ui.start_turn(MODE, runtime, prompt, wanted):
-    agent = Agent(runtime, MODE, sandbox=sandbox, max_rounds=int(max_rounds), code_timeout=float(timeout))
-    ui.run_agent(MODE, agent, params, workdir=sandbox.workdir)
+    agent = Agent(runtime, MODE, sandbox=sandbox, max_rounds=int(max_rounds), code_timeout=float(timeout),
+                  policy="ask" if ask else "auto")
+    ui.run_agent(MODE, agent, params, decision, workdir=sandbox.workdir)

@@ -1,16 +1,23 @@
-"""Tool mode: the model calls registered Python tools; every step is shown, and can need your approval."""
+"""Tool mode: the model calls tools (Python functions, user tool folders, MCP servers); every step is shown,
+and can need your approval."""
 
 import streamlit as st
 
 from composite.agent import Agent
+from pages import _app, _history
 from pages import _shared as ui
 
 MODE = "tool"
 
 
-@st.cache_resource(show_spinner=False)
+def _release(built):
+    built[0].close()  # the session's MCP servers (child processes) stop with it
+
+
+@st.cache_resource(show_spinner="Loading tools and starting MCP servers…", scope="session", on_release=_release)
 def tool_registry():
-    """Built-in tools plus every .py file in TOOLS_PATH (default ./my_tools); shared by all sessions."""
+    """Built-in tools, every .py file in TOOLS_PATH (default ./my_tools) and the tools of the MCP servers in
+    $COMPOSITE_MCP_CONFIG (default ./mcp.json); one per session, so its servers stop with the session."""
     from tools import build_registry
 
     return build_registry()
@@ -22,14 +29,24 @@ params = ui.sampling_sidebar(MODE, runtime.info.context_length if runtime else 8
 registry, load_failures = tool_registry()
 
 with st.sidebar.expander("Tools", expanded=True):
-    enabled = [tool.name for tool in registry if st.toggle(tool.name, True, key=f"tool_on_{tool.name}",
-                                                            help=tool.description)]
+    enabled = [tool.name for tool in registry
+               if st.toggle(tool.name, True, key=f"tool_on_{tool.name}", disabled=not tool.available,
+                            help=(f"{tool.description} (from {tool.source})" if tool.available
+                                  else f"unavailable: {tool.unavailable_reason()}"))]
     for tool in registry:
         with st.popover(f"Schema: {tool.name}"):
             st.json(tool.chatglm3())
     for failure in load_failures:
         st.error(str(failure))
-    if st.button("🔄 Reload user tools", key="tool_reload"):
+    for server in (registry.mcp.statuses() if registry.mcp is not None else []):
+        if server.available:
+            st.success(server.describe(), icon=":material/hub:")
+        else:  # its tools are unavailable; the other servers and tools keep working
+            st.error(server.describe(), icon=":material/error:")
+        for problem in server.problems:
+            st.warning(problem)
+    if st.button("Reload tools", icon=":material/refresh:", key="tool_reload",
+                 help="re-read the user tool folder and restart the MCP servers"):
         tool_registry.clear()
         st.rerun()
 with st.sidebar.expander("Loop", expanded=True):
@@ -39,8 +56,11 @@ with st.sidebar.expander("Loop", expanded=True):
     manual = st.toggle("Manual mode (you type the results)", False, key="tool_manual")
 ui.system_sidebar(MODE)
 ui.conversation_sidebar(MODE)
+_history.history_sidebar(MODE)
 ui.recover_partial(MODE)
 history = ui.history(MODE)
+_app.welcome(MODE, history, runtime)
+ui.starter_prompts(MODE, history)
 ui.render_history(history)
 
 policy = "manual" if manual else "ask" if ask else "auto"

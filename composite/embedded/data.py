@@ -308,11 +308,15 @@ def weather_payload(rng: random.Random, name: str) -> dict[str, Any]:
     }
 
 
-def ex_weather(rng: random.Random, split: str) -> Exchange:
-    c = city(rng, split)
-    zh = _zh(rng)
-    q = pick(rng, split, WEATHER_Q_ZH if zh else WEATHER_Q_EN, 2 if not zh else 1,
-             extra_forms("weather_zh" if zh else "weather_en"), zh).format(c=c)
+def ex_weather(rng: random.Random, split: str, asked: tuple[str, str, bool] | None = None) -> Exchange:
+    """A weather lookup; `asked` = (city, question, Chinese?) when the caller drew the question itself."""
+    if asked is None:
+        c = city(rng, split)
+        zh = _zh(rng)
+        q = pick(rng, split, WEATHER_Q_ZH if zh else WEATHER_Q_EN, 2 if not zh else 1,
+                 extra_forms("weather_zh" if zh else "weather_en"), zh).format(c=c)
+    else:
+        c, q, zh = asked
     args = {"city_name": c}
     call = Message("assistant", call_code("get_weather", args), "get_weather")
     if rng.random() < 0.1:
@@ -693,6 +697,7 @@ def ex_name_error(rng: random.Random, split: str) -> Exchange:
 
 
 CODE_MAKERS = [(ex_arith, 0.3), (ex_stats, 0.25), (ex_string, 0.22), (ex_plot, 0.09), (ex_csv, 0.1), (ex_name_error, 0.04)]
+NEW_SHARE = 0.7  # share of training tool / code exchanges drawn from skills.py
 
 # ---------------------------------------------------------------------------------------------------
 # conversations
@@ -702,7 +707,27 @@ def _weighted(rng: random.Random, makers: list[tuple[Callable[..., Exchange], fl
     return rng.choices([m for m, _ in makers], weights=[w for _, w in makers])[0]
 
 
-def exchange_for(rng: random.Random, split: str, mode: str) -> Exchange:
+def exchange_for(rng: random.Random, split: str, mode: str, extended: bool = True) -> Exchange:
+    """One exchange of a mode; training (`extended`) draws NEW_SHARE of them from skills.py's newcomer skills.
+    The held-out eval's cases use extended=False, so they stay exactly what they were."""
+    if not (extended and split == "train"):
+        return _exchange(rng, split, mode)
+    from .newcomer import near_newcomer
+
+    for _ in range(30):  # training never asks a near copy of a newcomer prompt
+        if mode in ("tool", "code") and rng.random() < NEW_SHARE:
+            from . import skills
+
+            ex = _weighted(rng, skills.TOOL_MAKERS if mode == "tool" else skills.CODE_MAKERS)(rng, split)
+        else:
+            ex = _exchange(rng, split, mode)
+        entities = [str(v) for k, v in ex.args.items() if k in ("city_name", "timezone")]
+        if not near_newcomer(ex.messages[0].content, entities):
+            break
+    return ex
+
+
+def _exchange(rng: random.Random, split: str, mode: str) -> Exchange:
     if mode == "tool":
         if rng.random() < 0.1:
             return ex_chat(rng, split, mode)
@@ -785,7 +810,7 @@ def sample_eval_case(rng: random.Random, kind: str) -> EvalCase:
         mode = rng.choice(["tool", "code"])
         makers = ([m for m in TOOL_MAKERS if m[0] is not ex_time_error] if mode == "tool"
                   else [(ex_arith, 0.4), (ex_stats, 0.35), (ex_string, 0.25)])
-    history = [exchange_for(rng, "train", mode) for _ in range(rng.choice([0, 0, 0, 1]))]
+    history = [exchange_for(rng, "train", mode, extended=False) for _ in range(rng.choice([0, 0, 0, 1]))]
     for _ in range(50):
         target = _weighted(rng, makers)(rng, split)
         if target.key and (kind != "code" or target.code_output):

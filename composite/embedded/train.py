@@ -316,6 +316,9 @@ def train(workdir: Path, cfg: TrainConfig, progress: bool = True) -> Path:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     workdir.mkdir(parents=True, exist_ok=True)
+    if cfg.init_from and Path(cfg.init_from).is_dir() and not (workdir / "tokenizer.model").is_file():
+        # an exported model folder (e.g. the committed model/): its tokenizer sits inside it
+        shutil.copyfile(Path(cfg.init_from) / "tokenizer.model", workdir / "tokenizer.model")
     if cfg.init_from and not (workdir / "tokenizer.model").is_file():
         # fine-tuning keeps the tokenizer the starting weights were trained with
         shared = Path(cfg.init_from).parent / "tokenizer.model"
@@ -340,6 +343,10 @@ def train(workdir: Path, cfg: TrainConfig, progress: bool = True) -> Path:
         optimizer.load_state_dict(state["optimizer"])
         start = state["step"]
         stages = state.get("stages", [])
+    elif cfg.init_from and Path(cfg.init_from).is_dir():
+        model.load_state_dict(_exported_state(Path(cfg.init_from)))
+        facts = json.loads((Path(cfg.init_from) / "training.json").read_text())
+        stages = facts.get("earlier_stages", []) + [{"steps": facts["trained_steps"], "config": facts["train_config"]}]
     elif cfg.init_from:
         source = Path(cfg.init_from)
         if not source.is_file():
@@ -382,6 +389,16 @@ def train(workdir: Path, cfg: TrainConfig, progress: bool = True) -> Path:
     _save(ckpt, model, optimizer, done, cfg, stages)
     log.close()
     return ckpt
+
+
+def _exported_state(folder: Path) -> dict[str, Any]:
+    """Float32 weights of an exported model folder (model.safetensors + training.json), for fine-tuning."""
+    from safetensors.torch import load_file
+
+    weights = folder / "model.safetensors"
+    if not weights.is_file() or not (folder / "training.json").is_file():
+        raise ConfigError(f"init_from: {folder} is not an exported model folder (expected model.safetensors and training.json)")
+    return {name: tensor.float() for name, tensor in load_file(str(weights)).items()}
 
 
 def export(workdir: Path, out_dir: Path = MODEL_DIR) -> Path:
