@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from composite.errors import ConfigError
+from composite.sandbox.cgroups import CgroupLimits
 from composite.sandbox.isolation import Limits
 
 __all__ = ["SandboxConfig", "ENV_PREFIX"]
@@ -44,6 +45,16 @@ class SandboxConfig:
     base_dir: str = ""  # SandboxManager's sessions directory; "" = <tmp>/composite-sandboxes-<uid>
     runtime_dir: str = ""  # where kernel state (IPC sockets, logs) goes; "" = the system temp dir
     hide_paths: tuple[str, ...] = ()  # extra host directories to hide from the kernel
+    # the whole kernel tree (cgroup): memory incl. shared memory and tmpfs (0: memory_bytes), CPU
+    # time per second in cores (0: no quota); processes use max_processes
+    tree_memory_bytes: int = 0
+    cpu_cores: float = 1.0
+    cgroup: str = "auto"  # "auto" (use one when we can) | "off"
+    max_message_bytes: int = 32 * _MiB  # bigger kernel messages are dropped before they are held
+    max_image_bytes: int = 20 * _MiB  # one image
+    max_total_image_bytes: int = 64 * _MiB  # all images of one execution
+    max_log_bytes: int = 1 * _MiB  # kernel log kept per launch (stdout/stderr of the process)
+    keep_logs: int = 2  # kernel logs kept (the latest launches)
 
     def __post_init__(self) -> None:
         positive = (
@@ -58,17 +69,33 @@ class SandboxConfig:
             "tmp_bytes",
             "max_output_chars",
             "idle_timeout",
+            "max_message_bytes",
+            "max_image_bytes",
+            "max_total_image_bytes",
+            "max_log_bytes",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"sandbox {name} must be positive, got {getattr(self, name)!r}")
-        if self.prestart < 0 or self.max_images < 0:
-            raise ConfigError("sandbox prestart and max_images must be 0 or more")
+        if self.prestart < 0 or self.max_images < 0 or self.tree_memory_bytes < 0 or self.cpu_cores < 0:
+            raise ConfigError("sandbox prestart, max_images, tree_memory_bytes and cpu_cores must be 0 or more")
+        if self.keep_logs < 1:
+            raise ConfigError(f"sandbox keep_logs must be 1 or more, got {self.keep_logs!r}")
+        if self.cgroup not in ("auto", "off"):
+            raise ConfigError(f"sandbox cgroup must be 'auto' or 'off', got {self.cgroup!r}")
         if self.isolation not in ("auto", "full", "reduced"):
             raise ConfigError(
                 f"sandbox isolation must be 'auto', 'full' or 'reduced', got {self.isolation!r}"
             )
         self.hide_paths = tuple(self.hide_paths)
+
+    @property
+    def cgroup_limits(self) -> CgroupLimits:
+        return CgroupLimits(
+            self.tree_memory_bytes or self.memory_bytes,
+            self.max_processes + 8,  # bubblewrap, its init and the joining shell
+            self.cpu_cores,
+        )
 
     @property
     def limits(self) -> Limits:

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 __all__ = [
     "FULL_NOTE",
     "REDUCED_NOTE",
+    "NO_CGROUP_NOTE",
     "Limits",
     "probe_bwrap",
     "python_paths",
@@ -33,13 +34,20 @@ __all__ = [
     "launcher_call",
     "host_watch_fd",
     "exit_reason",
+    "seccomp_program",
+    "seccomp_fd",
 ]
 
 FULL_NOTE = (
     "sandbox: full (bubblewrap: no network, read-only host filesystem, private /tmp, "
-    "only its own working directory is writable; resource limits)"
+    "only its own working directory is writable; no new user namespaces; cgroup limits on "
+    "memory, processes and CPU)"
 )
 REDUCED_NOTE = "sandbox: reduced (no network/filesystem isolation)"
+NO_CGROUP_NOTE = (
+    "sandbox: reduced (no cgroup: memory, processes and CPU are limited per process only, "
+    "not for the kernel's whole process tree)"
+)
 
 T = TypeVar("T")
 
@@ -128,8 +136,10 @@ def probe_bwrap(bwrap: str) -> tuple[bool, str]:
 def _namespace_args() -> list[str]:
     return [
         "--unshare-net",
+        # no --as-pid-1: bubblewrap's own init is PID 1 of the namespace, outside the code's reach
+        # (root, no capabilities given to the code); it dies with bubblewrap (--die-with-parent),
+        # and the death of a namespace's PID 1 kills every process in it, whatever they patched
         "--unshare-pid",
-        "--as-pid-1",
         "--unshare-ipc",
         "--unshare-uts",
         "--hostname",
@@ -209,6 +219,7 @@ def bwrap_argv(
     hide: Sequence[str],
     tmp_bytes: int,
     drop_to_uid: bool,
+    seccomp_fd: int | None = None,
 ) -> list[str]:
     """The bubblewrap command line (without the command): host / read-only, fresh /dev and /proc,
     a private size-limited /tmp, `hide` covered by empty tmpfs, then ro_paths and rw_paths bound
@@ -266,7 +277,71 @@ def bwrap_argv(
     # the bootstrap changes directory after switching uid
     argv += ["--unsetenv", "JPY_PARENT_PID"]
     argv += _cap_args(os.geteuid() == 0, switch_uid=drop_to_uid)
+    if seccomp_fd is not None:
+        argv += ["--seccomp", str(seccomp_fd)]
     return argv
+
+
+# seccomp: refuse new user namespaces (inside one the code could mount a tmpfs outside every
+# limit, or reach kernel code that unprivileged users normally cannot). Classic BPF over
+# struct seccomp_data {int nr; u32 arch; u64 ip; u64 args[6]}.
+_CLONE_NEWUSER = 0x10000000
+_SECCOMP_RET_ALLOW = 0x7FFF0000
+_SECCOMP_RET_ERRNO = 0x00050000
+_EPERM, _ENOSYS = 1, 38
+# arch: (AUDIT_ARCH, unshare, clone, clone3, clone's flags argument index)
+_SYSCALLS = {
+    "x86_64": (0xC000003E, 272, 56, 435, 0),
+    "aarch64": (0xC00000B7, 97, 220, 435, 0),
+}
+
+
+def seccomp_program() -> bytes | None:
+    """A seccomp filter (for bubblewrap's --seccomp) that makes unshare/clone with CLONE_NEWUSER
+    fail with EPERM and clone3 (whose flags BPF cannot read) fail with ENOSYS, so that libc
+    falls back to clone; None on an architecture we have no numbers for."""
+    import platform
+    import struct
+
+    numbers = _SYSCALLS.get(platform.machine())
+    if numbers is None:
+        return None
+    arch, unshare, clone, clone3, flags_arg = numbers
+    ld_w_abs, jeq_k, jset_k, ret_k = 0x20, 0x15, 0x45, 0x06
+
+    def op(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
+        return struct.pack("<HBBI", code, jt, jf, k)
+
+    flags_offset = 16 + 8 * flags_arg  # low 32 bits of the argument (little-endian)
+    prog = [
+        op(ld_w_abs, 4),  # 0: arch
+        op(jeq_k, arch, 1, 0),  # 1: our arch -> 3
+        op(ret_k, _SECCOMP_RET_ERRNO | _EPERM),  # 2: any other ABI: refuse
+        op(ld_w_abs, 0),  # 3: syscall number
+        op(0x25, 0x3FFFFFFF, 0, 1),  # 4: jgt: x32 ABI numbers (x86_64) -> refuse
+        op(ret_k, _SECCOMP_RET_ERRNO | _EPERM),  # 5
+        op(jeq_k, clone3, 0, 1),  # 6
+        op(ret_k, _SECCOMP_RET_ERRNO | _ENOSYS),  # 7
+        op(jeq_k, unshare, 1, 0),  # 8: -> 10
+        op(jeq_k, clone, 0, 3),  # 9: not clone -> 13 (allow)
+        op(ld_w_abs, flags_offset),  # 10: flags
+        op(jset_k, _CLONE_NEWUSER, 0, 1),  # 11
+        op(ret_k, _SECCOMP_RET_ERRNO | _EPERM),  # 12
+        op(ret_k, _SECCOMP_RET_ALLOW),  # 13
+    ]
+    return b"".join(prog)
+
+
+def seccomp_fd() -> int | None:
+    """A fresh descriptor holding seccomp_program() from its start (bubblewrap reads it to the
+    end, so each launch needs its own); the caller closes it after the spawn."""
+    program = seccomp_program()
+    if program is None:
+        return None
+    fd = os.memfd_create("composite-seccomp", os.MFD_CLOEXEC)
+    os.write(fd, program)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 # Runs inside the sandbox with `python -I -c` (isolated: no cwd/PYTHON* influence, so files in the
@@ -300,6 +375,24 @@ if spec["watch_fd"] is not None:
             pass
         os._exit(70)
     threading.Thread(target=_exit_with_host, name="composite-host-watch", daemon=True).start()
+if spec.get("max_chars"):
+    # courtesy, not protection (the code can undo it; the host drops oversized messages): long
+    # strings in outgoing messages are cut here, so that a big print still shows its beginning
+    from jupyter_client.session import Session
+    _send, _cap = Session.send, spec["max_chars"]
+    def _cut(value):
+        if isinstance(value, str) and len(value) > _cap:
+            return value[:_cap] + "\\n[... %d characters not sent by the kernel]\\n" % (len(value) - _cap)
+        if isinstance(value, dict):
+            return {k: (v if k.startswith("image/") else _cut(v)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [_cut(v) for v in value]
+        return value
+    def _capped_send(self, stream, msg_or_type, content=None, *args, **kwargs):
+        if isinstance(msg_or_type, dict) and isinstance(msg_or_type.get("content"), dict):
+            msg_or_type = dict(msg_or_type, content=_cut(msg_or_type["content"]))
+        return _send(self, stream, msg_or_type, _cut(content) if content is not None else None, *args, **kwargs)
+    Session.send = _capped_send
 os.chdir(spec["cwd"])
 os.umask(0o022)
 sys.argv = ["ipykernel_launcher", *spec["argv"]]
@@ -315,10 +408,18 @@ def bootstrap_argv(
     cwd: str,
     kernel_args: list[str],
     watch_fd: int | None = None,
+    max_chars: int | None = None,
 ) -> list[str]:
     """The kernel command: the bootstrap with its spec. watch_fd: host_watch_fd(), passed to the
     kernel process (Popen pass_fds)."""
-    spec = {"limits": limits, "uid": uid, "cwd": cwd, "argv": kernel_args, "watch_fd": watch_fd}
+    spec = {
+        "limits": limits,
+        "uid": uid,
+        "cwd": cwd,
+        "argv": kernel_args,
+        "watch_fd": watch_fd,
+        "max_chars": max_chars,
+    }
     return [python, "-I", "-c", _BOOTSTRAP, json.dumps(spec)]
 
 

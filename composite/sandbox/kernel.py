@@ -34,8 +34,11 @@ from composite.sandbox.files import (
     safe_name,
     write_file_safely,
 )
+from composite.sandbox.cgroups import CgroupUnavailable, KernelCgroup
+from composite.sandbox.cgroups import probe as cgroup_probe
 from composite.sandbox.isolation import (
     FULL_NOTE,
+    NO_CGROUP_NOTE,
     REDUCED_NOTE,
     accessible_to_others,
     allocate_uid,
@@ -48,6 +51,7 @@ from composite.sandbox.isolation import (
     probe_bwrap,
     python_paths,
     release_uid,
+    seccomp_fd,
 )
 from composite.sandbox.outputs import (
     STDIN_NOTE,
@@ -59,6 +63,7 @@ from composite.sandbox.outputs import (
 )
 from composite.sandbox.processes import (
     STATE_PREFIX,
+    LogPump,
     cleanup_stale_state,
     kill_process,
     only_child,
@@ -146,7 +151,7 @@ class Sandbox:
         self.config = config if config is not None else SandboxConfig.from_env()
         self._python = self.config.python or sys.executable
         self.isolation, self.isolation_note, self.isolation_detail = self._choose_isolation()
-        self._full = self.isolation == "full"
+        self._full = self._bwrap  # bubblewrap is used
         self._as_root = os.geteuid() == 0
         # root ignores RLIMIT_NPROC: run the kernel as its own unprivileged uid whenever we can
         self.kernel_uid: int | None = None
@@ -187,6 +192,8 @@ class Sandbox:
         self._run_dir: Path | None = None
         self._inner_pid: int | None = None
         self._log_path: Path | None = None
+        self._cgroup: KernelCgroup | None = None
+        self._monitors: list[Any] = []
         self._launches = 0
         self._ready = False
         self._closed = False  # set when shutdown() begins: refuse new work
@@ -201,18 +208,27 @@ class Sandbox:
 
     # ----------------------------------------------------------------- isolation and layout
     def _choose_isolation(self) -> tuple[str, str, str]:
+        """(level, note, detail); sets self._bwrap and self._use_cgroup. Full needs both
+        bubblewrap and a cgroup for the kernel's tree; anything less is reduced, and says why."""
         mode = self.config.isolation
+        self._use_cgroup, cgroup_reason = False, "cgroups not used (cgroup=off was configured)"
+        if self.config.cgroup == "auto":
+            self._use_cgroup, cgroup_reason = cgroup_probe()
+        self._bwrap = False
         if mode == "reduced":
             return "reduced", REDUCED_NOTE, "bubblewrap not used (isolation=reduced was configured)"
         works, reason = probe_bwrap(self.config.bwrap)
-        if works:
+        self._bwrap = works
+        if works and self._use_cgroup:
             return "full", FULL_NOTE, ""
         if mode == "full":
-            raise SandboxStartError(
-                f"isolation=full was required but bubblewrap does not work here: {reason}"
-            )
-        logger.warning("%s: %s", REDUCED_NOTE, reason)
-        return "reduced", REDUCED_NOTE, reason
+            missing = f"bubblewrap does not work here: {reason}" if not works else f"no cgroup: {cgroup_reason}"
+            raise SandboxStartError(f"isolation=full was required but {missing}")
+        if not works:
+            logger.warning("%s: %s", REDUCED_NOTE, reason)
+            return "reduced", REDUCED_NOTE, reason
+        logger.warning("%s: %s", NO_CGROUP_NOTE, cgroup_reason)
+        return "reduced", NO_CGROUP_NOTE, cgroup_reason
 
     def _prepare_workdir(self) -> None:
         self._workdir_original: tuple[int, int, int] | None = None
@@ -269,7 +285,13 @@ class Sandbox:
         )
         return env
 
-    def _command(self, connection_file: str, run_dir: Path) -> list[str]:
+    def _command(
+        self,
+        connection_file: str,
+        run_dir: Path,
+        cgroup: KernelCgroup | None = None,
+        seccomp: int | None = None,
+    ) -> list[str]:
         nproc_offset = 0
         if self.kernel_uid is None and not self._full and not self._as_root:
             # same uid as the host user: the limit counts their processes too
@@ -282,18 +304,21 @@ class Sandbox:
             str(self.workdir),
             kernel_args,
             watch_fd=host_watch_fd(),
+            # JSON may escape a character into 6 bytes; keep cut strings well under the limit
+            max_chars=self.config.max_message_bytes // 8,
         )
-        if not self._full:
-            return inner
-        outer = bwrap_argv(
-            self.config.bwrap,
-            ro_paths=python_paths(self._python),
-            rw_paths=[str(self.workdir), str(run_dir)],
-            hide=self._hidden_paths(),
-            tmp_bytes=self.config.tmp_bytes,
-            drop_to_uid=self.kernel_uid is not None,
-        )
-        return [*outer, "--", *inner]
+        if self._full:
+            outer = bwrap_argv(
+                self.config.bwrap,
+                ro_paths=python_paths(self._python),
+                rw_paths=[str(self.workdir), str(run_dir)],
+                hide=self._hidden_paths(),
+                tmp_bytes=self.config.tmp_bytes,
+                drop_to_uid=self.kernel_uid is not None,
+                seccomp_fd=seccomp,
+            )
+            inner = [*outer, "--", *inner]
+        return cgroup.join_argv(inner) if cgroup is not None else inner
 
     # ----------------------------------------------------------------------- lifecycle
     @property
@@ -388,6 +413,8 @@ class Sandbox:
         if len(ipc_prefix) > 90:
             raise SandboxStartError(f"the runtime directory path is too long for Unix sockets: {run_dir}")
         log_path = self._state_dir / f"kernel-{self._launches}.log"
+        stale_log = self._state_dir / f"kernel-{self._launches - self.config.keep_logs}.log"
+        stale_log.unlink(missing_ok=True)  # logs rotate: only the latest keep_logs stay
         km = _kernel_manager_class()(
             transport="ipc",
             ip=ipc_prefix,
@@ -395,28 +422,47 @@ class Sandbox:
             context=_zmq_context(),
             kernel_name="python3",
         )
-        km.sandbox_command = lambda cf: self._command(cf, run_dir)
+        cgroup: KernelCgroup | None = None
+        if self._use_cgroup:
+            try:
+                cgroup = KernelCgroup.create(self.config.cgroup_limits)
+            except CgroupUnavailable as exc:
+                remove_tree(run_dir)
+                raise SandboxStartError(f"could not create the kernel's cgroup: {exc}") from exc
+            # the janitor kills and removes it if this host process dies without shutting down
+            (run_dir.parent / f"cgroup-{self._launches}").write_text(cgroup.to_lines(), encoding="utf-8")
+        seccomp = seccomp_fd() if self._full else None
+        km.sandbox_command = lambda cf: self._command(cf, run_dir, cgroup, seccomp)
         km.sandbox_owner = self._owner
         env = self._kernel_env(run_dir)
         deadline = time.monotonic() + self.config.startup_timeout
-        self._run_dir, self._log_path = run_dir, log_path
-        with open(log_path, "wb") as log:
+        self._run_dir, self._log_path, self._cgroup = run_dir, log_path, cgroup
+        # the kernel's stdout/stderr go through a pipe to a capped log (code can flood fd 2)
+        log_read, log_write = os.pipe()
+        fds = (host_watch_fd(),) + ((seccomp,) if seccomp is not None else ())
 
-            def spawn() -> None:
-                km.start_kernel(
-                    env=env,
-                    cwd=str(self.workdir),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    pass_fds=(host_watch_fd(),),
-                )
+        def spawn() -> None:
+            km.start_kernel(
+                env=env,
+                cwd=str(self.workdir),
+                stdin=subprocess.DEVNULL,
+                stdout=log_write,
+                stderr=log_write,
+                pass_fds=fds,
+            )
 
-            try:
-                launcher_call(spawn, timeout=self.config.startup_timeout)
-            except Exception as exc:  # any launch failure (OSError, jupyter_client errors) is a start error
-                remove_tree(run_dir)
-                raise SandboxStartError(f"could not launch the sandboxed kernel: {exc}") from exc
+        try:
+            launcher_call(spawn, timeout=self.config.startup_timeout)
+        except Exception as exc:  # any launch failure (OSError, jupyter_client errors) is a start error
+            os.close(log_read)
+            remove_tree(run_dir)
+            self._drop_cgroup()
+            raise SandboxStartError(f"could not launch the sandboxed kernel: {exc}") from exc
+        finally:
+            os.close(log_write)
+            if seccomp is not None:
+                os.close(seccomp)
+        LogPump(log_read, log_path, self.config.max_log_bytes).start()
         self._km = km
         self._proc = km.provisioner.process
         self._inner_pid = None
@@ -447,15 +493,22 @@ class Sandbox:
             self._check_startup(deadline)
             time.sleep(0.005)
         if self._full:
-            # the kernel has bound its sockets, so bubblewrap's one child (the kernel) exists
+            # the kernel has bound its sockets, so bubblewrap's one child (its init, PID 1 of the
+            # namespace, whose death takes the whole namespace down) exists
             self._inner_pid = only_child(self._proc.pid)
-        self._shell = km.connect_shell()
-        self._iopub = km.connect_iopub()
-        for sock in (self._shell, self._iopub):
-            sock.linger = 0
+        self._shell = self._socket(zmq.DEALER, km.shell_port, km.session.bsession)
+        self._iopub = self._socket(zmq.SUB, km.iopub_port)
+        self._iopub.setsockopt(zmq.SUBSCRIBE, b"")
+        # a message over the limit makes zmq drop it (and the connection, which comes back): the
+        # monitors tell us, so that the result can say so
+        self._monitors = [
+            sock.get_monitor_socket(zmq.EVENT_DISCONNECTED) for sock in (self._shell, self._iopub)
+        ]
         self._poller = zmq.Poller()
         self._poller.register(self._shell, zmq.POLLIN)
         self._poller.register(self._iopub, zmq.POLLIN)
+        for monitor in self._monitors:
+            self._poller.register(monitor, zmq.POLLIN)
         # the kernel is ready when it answers on shell and our IOPub subscription delivers (a
         # SUB socket misses what is published before it is connected)
         sent: set[str] = set()
@@ -478,6 +531,63 @@ class Sandbox:
                     if reply["parent_header"].get("msg_id") in sent:
                         shell_ok = True
 
+    def _socket(self, kind: int, port: int, identity: bytes | None = None) -> Any:
+        """A socket to the kernel that never takes a message over max_message_bytes into memory."""
+        import zmq
+
+        sock = _zmq_context().socket(kind)
+        sock.linger = 0
+        sock.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)
+        sock.setsockopt(zmq.RECONNECT_IVL, 10)  # after a dropped message, lose as little as we can
+        if identity:
+            sock.identity = identity
+        sock.connect(f"ipc://{self._km.ip}-{port}")
+        return sock
+
+    def _reconnect(self, index: int) -> None:
+        """Replace the shell (0) or IOPub (1) socket after zmq dropped an oversized message: the
+        old connection does not come back by itself, and the kernel would route answers to the
+        dropped connection's identity."""
+        import secrets
+
+        import zmq
+
+        old, old_monitor = (self._shell, self._iopub)[index], self._monitors[index]
+        self._poller.unregister(old)
+        self._poller.unregister(old_monitor)
+        try:
+            old.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        old.close(linger=0)
+        old_monitor.close(linger=0)
+        if index == 0:
+            identity = self._km.session.bsession + b"-" + secrets.token_hex(4).encode()
+            sock = self._shell = self._socket(zmq.DEALER, self._km.shell_port, identity)
+        else:
+            sock = self._iopub = self._socket(zmq.SUB, self._km.iopub_port)
+            sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self._monitors[index] = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._poller.register(sock, zmq.POLLIN)
+        self._poller.register(self._monitors[index], zmq.POLLIN)
+
+    def _dropped_connections(self) -> tuple[int, int]:
+        """(shell, iopub) disconnections seen since the last call: each one is a message over
+        max_message_bytes that zmq dropped (the kernel is on the same host: nothing else breaks
+        an IPC connection while it lives)."""
+        import zmq
+        from zmq.utils.monitor import recv_monitor_message
+
+        counts = [0, 0]
+        for i, monitor in enumerate(self._monitors):
+            while True:
+                try:
+                    recv_monitor_message(monitor, zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                counts[i] += 1
+        return counts[0], counts[1]
+
     def _check_startup(self, deadline: float) -> None:
         code = self._proc.poll()
         if code is not None:
@@ -491,7 +601,14 @@ class Sandbox:
     def _close_sockets(self) -> None:
         for sock in (self._shell, self._iopub):
             if sock is not None:
+                try:
+                    sock.disable_monitor()
+                except Exception:  # zmq may refuse on a socket whose monitor is already gone
+                    pass
                 sock.close(linger=0)
+        for monitor in self._monitors:
+            monitor.close(linger=0)
+        self._monitors = []
         self._shell = self._iopub = self._poller = None
 
     def _kill_locked(self) -> None:
@@ -508,9 +625,23 @@ class Sandbox:
         if inner is not None:
             # the kernel itself (bubblewrap's child) may take a moment longer to exit
             wait_gone(inner, 5.0)
+        self._drop_cgroup()
         if run_dir is not None:
             remove_tree(run_dir)
         self._km = self._proc = self._run_dir = self._inner_pid = None
+
+    def _drop_cgroup(self) -> None:
+        """Kill whatever is left of the kernel's tree (background processes too), then remove
+        its cgroup and the janitor's note of it."""
+        cgroup, self._cgroup = self._cgroup, None
+        if cgroup is None:
+            return
+        if not cgroup.kill_all():
+            logger.warning("processes of a sandbox cgroup survived SIGKILL: %s", cgroup.pids())
+        if cgroup.remove():
+            for note in self._state_dir.glob("cgroup-*"):
+                if note.read_text(encoding="utf-8") == cgroup.to_lines():
+                    note.unlink(missing_ok=True)
 
     def interrupt(self) -> None:
         """Send SIGINT to the running code (through the kernel manager); safe from any thread."""
@@ -564,6 +695,18 @@ class Sandbox:
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("ready" if self._ready else "not started")
         return f"<Sandbox {self.workdir} isolation={self.isolation} {state}>"
+
+    def tree_memory_bytes(self) -> int | None:
+        """Memory used now by the kernel's whole process tree (its cgroup), if it has one."""
+        cgroup = self._cgroup
+        return cgroup.memory_bytes() if cgroup is not None else None
+
+    def _death_reason(self, code: int | None) -> str:
+        cgroup = self._cgroup
+        if cgroup is not None and cgroup.memory_events():
+            limit = self.config.cgroup_limits.memory_bytes
+            return f"out of memory: its processes together reached the limit of {limit // 2**20} MiB"
+        return exit_reason(code, self._full, self.config.cpu_seconds)
 
     def status(self) -> ExecutorStatus:
         """What protects this kernel (isolation level and a note for people) and its state."""
@@ -669,10 +812,19 @@ class Sandbox:
         state: _RunState | None = None
         try:
             note = self._revive_locked()
+            shell_drops, iopub_drops = self._dropped_connections()  # since the last execution
+            for index, drops in enumerate((shell_drops, iopub_drops)):
+                if drops:
+                    self._reconnect(index)
             # the clock starts once the kernel is up: a cold start is not the code's time
             started = self.last_used = time.monotonic()
             collector = OutputCollector(
-                self.config.max_output_chars, self.config.max_images, self._save_image
+                self.config.max_output_chars,
+                self.config.max_images,
+                self._save_image,
+                max_image_bytes=self.config.max_image_bytes,
+                max_total_image_bytes=self.config.max_total_image_bytes,
+                max_message_bytes=self.config.max_message_bytes,
             )
             outputs: list[Output] = []
             state = _RunState(self._send_execute(code), started + timeout)
@@ -722,7 +874,7 @@ class Sandbox:
         a note saying so."""
         note = ""
         if self._ready and self._proc is not None and self._proc.poll() is not None and not self._closed:
-            reason = exit_reason(self._proc.poll(), self._full, self.config.cpu_seconds)
+            reason = self._death_reason(self._proc.poll())
             note = (
                 f"the kernel had died since the last execution ({reason}); "
                 "it was restarted and variables were lost"
@@ -750,6 +902,8 @@ class Sandbox:
         return msg["header"]["msg_id"]
 
     def _collect(self, state: _RunState, collector: OutputCollector, timeout: float) -> Iterator[Output]:
+        import zmq
+
         grace = self.config.interrupt_grace
         while True:
             now = time.monotonic()
@@ -783,6 +937,23 @@ class Sandbox:
                 wake = state.deadline
             wait_ms = max(0, min(100, int((wake - now) * 1000) + 1))
             events = dict(self._poller.poll(wait_ms))
+            if any(monitor in events for monitor in self._monitors):
+                shell_drops, iopub_drops = self._dropped_connections()
+                collector.dropped_messages += shell_drops + iopub_drops
+                if iopub_drops:
+                    self._reconnect(1)
+                if shell_drops and state.reply is None:
+                    state.reply_lost = True
+                elif shell_drops:
+                    self._reconnect(0)
+            if state.reply_lost and state.probe_id is None:
+                # the reply was too large and is gone; the kernel answers requests in order, so
+                # the answer to this one means the code has finished. A fresh socket: the kernel
+                # would route the answer to the dropped connection's identity
+                self._reconnect(0)
+                probe = self._km.session.msg("kernel_info_request")
+                self._km.session.send(self._shell, probe)
+                state.probe_id = probe["header"]["msg_id"]
             if self._iopub in events:
                 yield from self._drain_iopub(state, collector)
             if self._shell in events:
@@ -819,8 +990,19 @@ class Sandbox:
 
     def _drain_shell(self, state: _RunState) -> None:
         while (msg := self._recv(self._shell, content=False)) is not None:
-            if msg["parent_header"].get("msg_id") == state.msg_id and msg["msg_type"] == "execute_reply":
+            parent = msg["parent_header"].get("msg_id")
+            if parent == state.msg_id and msg["msg_type"] == "execute_reply":
                 state.reply = self._unpack(msg)
+                state.reply_at = time.monotonic()
+            elif parent is not None and parent == state.probe_id and state.reply is None:
+                state.reply = {
+                    "status": "error",
+                    "ename": "OutputTooLarge",
+                    "evalue": (
+                        f"the kernel's reply was larger than {self.config.max_message_bytes} bytes "
+                        "and was dropped"
+                    ),
+                }
                 state.reply_at = time.monotonic()
 
     def _drain_iopub(self, state: _RunState, collector: OutputCollector) -> Iterator[Output]:
@@ -862,7 +1044,7 @@ class Sandbox:
 
     def _on_death(self, state: _RunState) -> None:
         code = self._proc.poll()
-        reason = exit_reason(code, self._full, self.config.cpu_seconds)
+        reason = self._death_reason(code)
         state.status = "died"
         if self._closed:
             state.message = "the sandbox was shut down while the code was running"
@@ -917,6 +1099,8 @@ class _RunState:
     interrupted_at: float | None = None
     signalled_at: float = 0.0
     saw_error: bool = False
+    reply_lost: bool = False  # the execute_reply was over max_message_bytes and dropped
+    probe_id: str | None = None
     status: str = "ok"
     message: str = ""
 

@@ -174,10 +174,16 @@ class OutputCollector:
         max_images: int,
         save_image: Callable[[str, bytes], str],
         max_image_bytes: int = 20 * 2**20,
+        max_total_image_bytes: int = 64 * 2**20,
+        max_message_bytes: int = 32 * 2**20,
     ) -> None:
         self.max_chars = max_chars
         self.max_images = max_images
         self.max_image_bytes = max_image_bytes
+        self.max_total_image_bytes = max_total_image_bytes
+        self.max_message_bytes = max_message_bytes
+        self.image_bytes = 0
+        self.dropped_messages = 0  # kernel messages over max_message_bytes, dropped unread
         self.save_image = save_image
         self.kept_chars = 0
         self.dropped_chars = 0
@@ -242,6 +248,10 @@ class OutputCollector:
             return Output(
                 kind="stderr", text=f"[an {mime} image of {len(raw)} bytes was too large to keep]\n"
             )
+        if self.image_bytes + len(raw) > self.max_total_image_bytes:
+            self.dropped_images += 1
+            return None  # counted in cut_marker()
+        self.image_bytes += len(raw)
         width, height = image_size(mime, raw)
         if isinstance(meta, dict):
             # Jupyter metadata gives the display size (e.g. retina figures); prefer the pixel size
@@ -259,7 +269,13 @@ class OutputCollector:
             notes.append(_CUT_NOTE.format(dropped=self.dropped_chars, limit=self.max_chars))
         if self.dropped_images:
             notes.append(
-                f"[{self.dropped_images} images were not kept (limit {self.max_images} per execution)]"
+                f"[{self.dropped_images} images were not kept (limits: {self.max_images} images and "
+                f"{self.max_total_image_bytes} bytes of images per execution)]"
+            )
+        if self.dropped_messages:
+            notes.append(
+                f"[{self.dropped_messages} kernel messages larger than {self.max_message_bytes} bytes "
+                "were dropped unread; output sent right after them may be missing]"
             )
         return Output(kind="stderr", text="\n" + "\n".join(notes) + "\n") if notes else None
 

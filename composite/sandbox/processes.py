@@ -9,13 +9,15 @@ import signal
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from composite.sandbox.cgroups import kill_stale
 from composite.sandbox.files import remove_tree
 
-__all__ = ["STATE_PREFIX", "process_identity", "cleanup_stale_state", "kill_process", "only_child", "wait_gone"]
+__all__ = ["LogPump", "STATE_PREFIX", "process_identity", "cleanup_stale_state", "kill_process", "only_child", "wait_gone"]
 
 logger = logging.getLogger("composite.sandbox")
 
@@ -61,6 +63,13 @@ def cleanup_stale_state(runtime_dir: str | None = None) -> int:
         except (OSError, ValueError, IndexError):
             continue  # not ours, or still being set up
         if process_identity(pid) != owner:
+            # first whatever still runs in the dead host's kernel cgroups (background processes)
+            for note in state.glob("cgroup-*"):
+                if _owned_by_us(note, stat.S_ISREG):
+                    try:
+                        kill_stale(note.read_text(encoding="utf-8"))
+                    except OSError:
+                        continue
             workdir = ""
             if _owned_by_us(state / "remove-workdir", stat.S_ISREG):
                 workdir = (state / "remove-workdir").read_text(encoding="utf-8").strip()
@@ -117,3 +126,36 @@ def wait_gone(pid: int, timeout: float) -> None:
         if state in ("Z", "X"):
             return
         time.sleep(0.01)
+
+
+class LogPump:
+    """Copies a kernel's stdout/stderr pipe into its log file, keeping at most max_bytes (then one
+    note with the count of what was dropped); the pipe is always drained, so a flood of output on
+    fd 2 neither blocks the kernel nor fills the host's disk."""
+
+    def __init__(self, read_fd: int, path: Path, max_bytes: int) -> None:
+        self.read_fd, self.path, self.max_bytes = read_fd, path, max_bytes
+        self.dropped = 0
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self._run, name="composite-sandbox-log", daemon=True)
+        thread.start()
+        return thread
+
+    def _run(self) -> None:
+        written = 0
+        try:
+            with open(self.path, "wb") as log:
+                while chunk := os.read(self.read_fd, 65536):
+                    room = self.max_bytes - written
+                    if room > 0:
+                        log.write(chunk[:room])
+                        log.flush()
+                        written += min(room, len(chunk))
+                    self.dropped += max(0, len(chunk) - max(room, 0))
+                if self.dropped:
+                    log.write(f"\n[log cut: {self.dropped} more bytes were not kept]\n".encode())
+        except OSError as exc:
+            logger.debug("kernel log %s: %s", self.path, exc)
+        finally:
+            os.close(self.read_fd)
