@@ -131,6 +131,25 @@ class LocalRuntime:
         # each conversation's last KV cache, reused when its next prompt extends it (see prefix_cache.py)
         self.prefix_cache = prefix_cache if prefix_cache is not None else _prefix_cache_from_env()
         self.last_prefill_tokens = 0  # prompt tokens the last generation computed (the rest came from the cache)
+        self.fast = False  # static KV cache + compiled decode step (set_fast)
+        self.fast_note = ""
+        self._static_cache = None
+        self._compiled_step = None
+
+    def set_fast(self, wanted: bool) -> None:
+        """The GPU fast path: a static KV cache and a torch.compile'd one-token decode step (CUDA graphs).
+
+        Only on CUDA and without quantization; elsewhere generation stays on the eager path and
+        `fast_note` says why. The fast path does not reuse prefix caches (its cache is one fixed buffer)."""
+        self.fast, self.fast_note = False, ""
+        if not wanted:
+            return
+        if self.info.device != "cuda":
+            self.fast_note = f"fast path needs a CUDA GPU; decoding on {self.info.device} stays on the eager path"
+        elif self.info.quantize:
+            self.fast_note = f"fast path does not support {self.info.quantize}-bit weights; using the eager path"
+        else:
+            self.fast = True
 
     @property
     def busy(self) -> bool:
@@ -167,6 +186,9 @@ class LocalRuntime:
             generator.manual_seed(params.seed if params.seed is not None else int.from_bytes(os.urandom(4), "little"))
         seen = torch.zeros(self.model.config.vocab_size, dtype=torch.bool, device=device)
         seen[torch.tensor(prompt_ids, device=device).clamp_(0, seen.numel() - 1)] = True
+        if self.fast:
+            yield from self._generate_static(prompt_ids, limit, params, seen, generator, stop_ids, stop)
+            return
         key = current_conversation()
         reuse = self.prefix_cache.take(prompt_ids, key)
         if reuse.cache is None:
@@ -198,6 +220,40 @@ class LocalRuntime:
         finally:
             if consistent:
                 self.prefix_cache.put(fed, cache, key)
+
+    def _generate_static(self, prompt_ids, limit, params, seen, generator, stop_ids, stop) -> Iterator[int]:
+        """The fast path's loop: one static cache of the context length (allocated once, reset per
+        call), an eager prefill, then a decode step compiled once for a fixed shape (CUDA only)."""
+        import torch
+        from transformers import StaticCache
+
+        device = self.model.device
+        if self._static_cache is None:
+            self._static_cache = StaticCache(config=self.model.config, max_cache_len=self.info.context_length)
+        cache = self._static_cache
+        step = self.model.forward
+        if device.type == "cuda":
+            if self._compiled_step is None:
+                self._compiled_step = torch.compile(self.model.forward, mode="reduce-overhead", fullgraph=True)
+            step = self._compiled_step
+        self.last_prefill_tokens = len(prompt_ids)
+        with torch.inference_mode():
+            cache.reset()  # its buffers are inference tensors: zeroed in inference mode
+            out = self.model(input_ids=torch.tensor([prompt_ids], device=device), past_key_values=cache,
+                             cache_position=torch.arange(len(prompt_ids), device=device), use_cache=True,
+                             logits_to_keep=1)
+            position = len(prompt_ids)
+            for i in range(limit):
+                if stop is not None and stop.is_set():
+                    return
+                token = self._pick(out.logits[0, -1].float(), seen, params, generator)
+                yield token
+                if token in stop_ids or i == limit - 1:
+                    return
+                seen[token] = True
+                out = step(input_ids=torch.tensor([[token]], device=device), past_key_values=cache,
+                           cache_position=torch.tensor([position], device=device), use_cache=True)
+                position += 1
 
     @staticmethod
     def _pick(logits, seen, params: SamplingParams, generator) -> int:
@@ -311,6 +367,7 @@ def load_model(
     dtype: str = "auto",
     quantize: int | None = None,
     progress: bool = False,
+    fast: bool | None = None,
 ) -> LocalRuntime:
     """Load a model folder (None: the embedded default model) and return its runtime.
 
@@ -381,7 +438,9 @@ def load_model(
         quantize=quantize,
         load_seconds=time.perf_counter() - started,
     )
-    return LocalRuntime(model, dialect, info)
+    runtime = LocalRuntime(model, dialect, info)
+    runtime.set_fast(fast if fast is not None else os.environ.get("COMPOSITE_FAST", "").strip() in ("1", "true", "yes"))
+    return runtime
 
 
 def _tune_cpu_threads(model: Any, device: str) -> None:
