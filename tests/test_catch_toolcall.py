@@ -2,8 +2,7 @@
 
 The older property tests accepted any dict from the parser (a parser returning {} passed). Here every
 accepted text is compared with an independent reading of the same text (the standard library's
-`ast` and `ast.literal_eval`, which never execute code), and a registry call is checked to validate
-argument types itself before the tool runs.
+`ast` and `ast.literal_eval`, which never execute code).
 """
 
 from __future__ import annotations
@@ -84,48 +83,3 @@ def test_the_oracle_would_catch_a_parser_that_drops_arguments():
     assert _expected_arguments('```python\ntool_call(c=[1, 2])\n```') == {"c": [1, 2]}
     with pytest.raises(AssertionError):
         assert {} == _expected_arguments("tool_call(a=1)")
-
-
-# ---------------------------------------------------------------------------------------------------
-# the registry validates argument types itself (not only the parser's caller)
-
-
-@pytest.fixture
-def registry():
-    from tools import ToolRegistry
-
-    registry = ToolRegistry()
-    calls: list[tuple] = []
-
-    @registry.register
-    def scale(value: int, factor: float = 2.0, label: str = "x") -> str:
-        """Multiply a whole number.
-
-        Args:
-            value: the number
-            factor: how much
-            label: a name
-        """
-        calls.append((value, factor, label))
-        return f"{label}={value * factor}"
-
-    registry.calls = calls  # type: ignore[attr-defined]
-    return registry
-
-
-@pytest.mark.parametrize(
-    ("arguments", "argument"),
-    [({"value": "seven"}, "value"), ({"value": 3, "factor": "big"}, "factor"), ({"value": 3, "label": 5}, "label"),
-     ({"value": [3]}, "value"), ({"value": 3.5}, "value")],
-)
-def test_registry_call_rejects_wrong_types_before_running_the_tool(registry, arguments, argument):
-    result = registry.call("scale", arguments)
-    assert not result.ok
-    assert f"argument '{argument}'" in result.error
-    assert registry.calls == []  # the tool never ran with a wrong type
-
-
-def test_registry_call_runs_the_tool_with_valid_types(registry):
-    result = registry.call("scale", {"value": 3, "factor": 1.5})
-    assert result.ok and result.value == "x=4.5"
-    assert registry.calls == [(3, 1.5, "x")]

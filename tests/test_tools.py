@@ -595,3 +595,46 @@ def test_build_registry_loads_the_user_folder_from_tools_path(tmp_path, monkeypa
     registry, failures = build_registry()
     assert "shout" in registry and "calculator" in registry
     assert [f.path.name for f in failures] == ["broken.py"] and "no_such_module_here" in str(failures[0])
+
+
+# ---------------------------------------------------------------------------------------------------
+# registry.call validates argument types itself, before the tool runs
+
+
+@pytest.fixture
+def typed_registry():
+    registry = ToolRegistry()
+    calls: list[tuple] = []
+
+    @registry.register
+    def scale(value: int, factor: float = 2.0, label: str = "x") -> str:
+        """Multiply a whole number.
+
+        Args:
+            value: the number
+            factor: how much
+            label: a name
+        """
+        calls.append((value, factor, label))
+        return f"{label}={value * factor}"
+
+    registry.calls = calls  # type: ignore[attr-defined]
+    return registry
+
+
+@pytest.mark.parametrize(
+    ("arguments", "argument"),
+    [({"value": "seven"}, "value"), ({"value": 3, "factor": "big"}, "factor"), ({"value": 3, "label": 5}, "label"),
+     ({"value": [3]}, "value"), ({"value": 3.5}, "value")],
+)
+def test_registry_call_rejects_wrong_types_before_running_the_tool(typed_registry, arguments, argument):
+    result = typed_registry.call("scale", arguments)
+    assert not result.ok
+    assert f"argument '{argument}'" in result.error
+    assert typed_registry.calls == []  # the tool never ran with a wrong type
+
+
+def test_registry_call_runs_the_tool_with_valid_types(typed_registry):
+    result = typed_registry.call("scale", {"value": 3, "factor": 1.5})
+    assert result.ok and result.value == "x=4.5"
+    assert typed_registry.calls == [(3, 1.5, "x")]
