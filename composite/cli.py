@@ -44,6 +44,14 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the transcript as JSON lines")
 
 
+def _add_gateway_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("kernel gateway (remote kernels)")
+    g.add_argument("--kernel-gateway", metavar="URL", help="run code on a Jupyter Kernel/Enterprise Gateway, e.g. "
+                                                           "http://gateway:8888 (default: $COMPOSITE_KERNEL_GATEWAY; "
+                                                           "unset: the local sandbox)")
+    g.add_argument("--gateway-token", metavar="T", help="the gateway's auth token (default: $COMPOSITE_GATEWAY_TOKEN)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m composite", description="Chat, tool use and code interpreter.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -66,11 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     code.add_argument("--max-rounds", type=int, default=5)
     code.add_argument("--timeout", type=float, default=60.0, help="seconds per code execution")
     code.add_argument("--workdir", help="sandbox working directory (default: a new temporary one)")
+    code.add_argument("--ask", action="store_true", help="show each piece of code and ask before running it "
+                                                         "(run / edit / reject)")
+    _add_gateway_options(code)
     _add_model_options(code)
 
     ex = sub.add_parser("exec", help="run code from stdin in a sandbox; print ordered outputs as JSON lines")
     ex.add_argument("--timeout", type=float, default=60.0)
     ex.add_argument("--workdir")
+    _add_gateway_options(ex)
 
     tools = sub.add_parser("tools", help="list registered tools with their JSON Schema")
     tools.add_argument("--json", action="store_true")
@@ -183,6 +195,11 @@ class _Printer:
                 self._write(event.text)
             elif isinstance(event, ev.TurnEnd) and self.stream_text:
                 self._newline()
+            elif isinstance(event, ev.OutputDelta) and self.stream_text:
+                # what the running code prints, live, on stderr; the observation follows on stdout
+                output = event.output
+                self.err.write(output.text if output.kind != "image" else f"[image: {output.filename}]\n")
+                self.err.flush()
             elif isinstance(event, ev.Observation) and self.stream_text:
                 self._newline()
                 self._write(f"[observation]\n{event.message.content}\n")
@@ -280,26 +297,106 @@ def _cmd_tool(args, out, err, stdin) -> int:
     return _run_once(agent, _history("tool", args.system), _params(args), args.question, args.json, out, err)
 
 
+def _gateway(args) -> tuple[str, str]:
+    """(url, token) of the kernel gateway from the flags, else the environment; url "" = local sandbox."""
+    from .sandbox.gateway import check_url, gateway_from_env
+
+    env_url, env_token = gateway_from_env()
+    url = (args.kernel_gateway or env_url).strip()
+    if args.gateway_token and not url:
+        raise CompositeError("--gateway-token needs --kernel-gateway URL (or $COMPOSITE_KERNEL_GATEWAY)")
+    return (check_url(url) if url else ""), (args.gateway_token or env_token)
+
+
+def _executor(args, workdir: str | None):
+    url, token = _gateway(args)
+    if url:
+        if workdir:
+            raise CompositeError("--workdir is for the local sandbox; a gateway kernel's files live on the gateway")
+        from .sandbox.gateway import GatewayExecutor
+
+        return GatewayExecutor(url, token)
+    from .sandbox import Sandbox
+
+    return Sandbox(workdir)
+
+
+def _ask_code(agent, history, params, out: TextIO, err: TextIO, stdin: TextIO, json_out: bool) -> int:
+    """`code --ask`: run the agent; at each pause show the code and ask run / edit / reject."""
+    from .agent import Decision, pending_call
+
+    printer = _Printer(out, err, stream_text=not json_out)
+    decision = None
+    while True:
+        reason = printer.render(agent.run(history, params, decision=decision))
+        if reason != "awaiting_approval":
+            return reason
+        call = pending_call(history)
+        code = call.code if call is not None else ""
+        err.write(f"\nThe model wants to run this code:\n{code}\n")
+        while True:
+            err.write("Run it? [r]un / [e]dit / [n]o (reject): ")
+            err.flush()
+            answer = stdin.readline()
+            if not answer:  # end of input: nothing runs without a yes
+                answer = "n"
+            choice = answer.strip().lower()[:1]
+            if choice in ("r", "y"):
+                decision = Decision("run")
+            elif choice == "e":
+                err.write("Type the code to run instead; end with a line holding only a dot (.):\n")
+                err.flush()
+                lines = []
+                for line in stdin:
+                    if line.rstrip("\r\n") == ".":
+                        break
+                    lines.append(line)
+                decision = Decision("edit", code="".join(lines))
+            elif choice == "n":
+                decision = Decision("reject")
+            else:
+                err.write("please answer r, e or n\n")
+                continue
+            break
+
+
 def _cmd_code(args, out, err, stdin) -> int:
     from .agent import Agent
-    from .sandbox import Sandbox
+    from .messages import Message
 
     if args.question is None:
         raise CompositeError("code needs a question, e.g. python -m composite code \"what is 2**100?\"")
+    executor = _executor(args, args.workdir)
     runtime = _load(args, err)
-    sandbox = Sandbox(args.workdir)
     try:
-        sandbox.start()
-        err.write(f"sandbox: {sandbox.isolation} ({sandbox.workdir})\n")
-        agent = Agent(runtime, "code", sandbox=sandbox, max_rounds=args.max_rounds, code_timeout=args.timeout)
-        return _run_once(agent, _history("code", args.system), _params(args), args.question, args.json, out, err)
+        executor.start()
+        status = executor.status()
+        err.write(f"sandbox: {status.isolation_note}" + (f" ({status.workdir})" if status.workdir else "") + "\n")
+        agent = Agent(runtime, "code", sandbox=executor, max_rounds=args.max_rounds, code_timeout=args.timeout,
+                      policy="ask" if args.ask else "auto")
+        history = _history("code", args.system)
+        if not args.ask:
+            return _run_once(agent, history, _params(args), args.question, args.json, out, err)
+        history.append(Message("user", args.question))
+        reason = _ask_code(agent, history, _params(args), out, err, stdin, args.json)
+        if args.json:
+            for message in history:
+                out.write(json.dumps(_message_json(message), ensure_ascii=False) + "\n")
+        return 1 if reason == "error" else 0
     finally:
-        sandbox.shutdown()
+        executor.shutdown()
 
 
 def _cmd_exec(args, out, err, stdin) -> int:
     from .sandbox import run_exec_cli
 
+    url, token = _gateway(args)
+    if url:
+        from .sandbox.gateway import GatewayExecutor
+
+        if args.workdir:
+            raise CompositeError("--workdir is for the local sandbox; a gateway kernel's files live on the gateway")
+        return run_exec_cli(stdin.read(), args.timeout, None, out, lambda: GatewayExecutor(url, token))
     return run_exec_cli(stdin.read(), args.timeout, args.workdir, out)
 
 
