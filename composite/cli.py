@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     tool.add_argument("--tool-timeout", type=float, default=30.0)
     tool.add_argument("--batch", metavar="JSONL", help="run many prompts: lines of {prompt, expect?}")
     tool.add_argument("--out", metavar="JSONL", help="where --batch writes its results")
+    tool.add_argument("--no-record", action="store_true", help="do not record the --batch run in the history store")
     _add_model_options(tool)
 
     code = sub.add_parser("code", help="answer by writing and running code in a fresh sandbox")
@@ -83,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--timeout", type=float, default=60.0)
     ex.add_argument("--workdir")
     _add_gateway_options(ex)
+
+    runs = sub.add_parser("runs", help="recorded `tool --batch` runs: list, show RUN, compare RUN_A RUN_B")
+    runs.add_argument("action", nargs="?", choices=["list", "show", "compare"], help="default: list")
+    runs.add_argument("ids", nargs="*", metavar="RUN", help="run ids (or their first 4+ characters)")
+    runs.add_argument("--json", action="store_true")
+    runs.add_argument("--limit", type=int, default=50, help="how many runs to list (newest first)")
 
     tools = sub.add_parser("tools", help="list registered tools with their JSON Schema")
     tools.add_argument("--json", action="store_true")
@@ -293,7 +300,9 @@ def _cmd_tool(args, out, err, stdin) -> int:
     if args.batch is not None:
         from .batch import run_batch
 
-        return run_batch(agent, _history("tool", args.system), _params(args), args.batch, args.out, out, err)
+        settings = {"max_rounds": args.max_rounds, "tool_timeout": args.tool_timeout, "tools": args.tools or "all"}
+        return run_batch(agent, _history("tool", args.system), _params(args), args.batch, args.out, out, err,
+                         record=not args.no_record, settings=settings)
     return _run_once(agent, _history("tool", args.system), _params(args), args.question, args.json, out, err)
 
 
@@ -451,7 +460,14 @@ def _cmd_serve(args, out, err, stdin) -> int:
     return 0
 
 
+def _cmd_runs(args, out, err, stdin) -> int:
+    from .batch import runs_cli
+
+    return runs_cli(args.action, args.ids, args.json, args.limit, out, err)
+
+
 COMMANDS = {
+    "runs": _cmd_runs,
     "bench": _cmd_bench,
     "chat": _cmd_chat,
     "tool": _cmd_tool,

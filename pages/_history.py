@@ -381,7 +381,7 @@ def history_sidebar(mode: str) -> None:
             st.warning(why)
             return
         st.button("➕ New conversation", key=f"{mode}_hist_new", on_click=new_conversation, args=(mode,),
-                  use_container_width=True)
+                  width="stretch")
         missing = state.get(f"{mode}_missing")
         if missing and st.query_params.get("c") == missing:
             st.error(f"Conversation `{missing}` was not found (deleted, mistyped, or not yours).")
@@ -407,7 +407,7 @@ def history_sidebar(mode: str) -> None:
             c1, c2 = st.columns([5, 1], vertical_alignment="center")
             label = info.title or "(untitled)"
             c1.button(label, key=f"{mode}_hist_open_{info.id}", on_click=_open, args=(mode, info.id),
-                      type="primary" if info.id == current else "secondary", use_container_width=True,
+                      type="primary" if info.id == current else "secondary", width="stretch",
                       help=f"{info.updated_at:%Y-%m-%d %H:%M} UTC · {info.model or 'model ?'}")
             with c2.popover("⋯"):
                 st.text_input("Title", info.title, key=f"{mode}_hist_title_{info.id}")
