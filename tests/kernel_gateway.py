@@ -153,3 +153,33 @@ class DroppableProxy:
         self.drop()
         self._server.close()
         self._thread.join(2)
+
+
+def start_jupyter_server(root: Path, token: str | None = None, timeout: float = 90.0) -> KernelGateway:
+    """A Jupyter Server as the gateway: the same kernels API plus the contents API (files). Its cwd is
+    its root_dir, so its kernels start where the contents API reads and writes."""
+    import httpx
+
+    token = token or secrets.token_hex(16)
+    port = free_port()
+    log = root.parent / f"jupyter-server-{port}.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False",
+         f"--ServerApp.root_dir={root}", "--allow-root"],
+        stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True, cwd=str(root),
+    )
+    server = KernelGateway(f"http://127.0.0.1:{port}", token, port, process, log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"jupyter server exited: {log.read_text(errors='replace')[-2000:]}")
+        try:
+            if httpx.get(f"{server.url}/api/kernelspecs", headers={"Authorization": f"token {token}"},
+                         timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    server.stop()
+    raise RuntimeError(f"jupyter server did not answer within {timeout} s")

@@ -15,7 +15,7 @@ import pytest
 from composite.errors import ConfigError, GatewayError
 from composite.sandbox import SandboxConfig, SandboxManager
 from composite.sandbox.gateway import FILES_UNAVAILABLE, GatewayExecutor
-from tests.kernel_gateway import DroppableProxy, free_port, start_kernel_gateway
+from tests.kernel_gateway import DroppableProxy, free_port, start_jupyter_server, start_kernel_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = SandboxConfig(interrupt_grace=3.0, prestart=0)
@@ -117,6 +117,27 @@ def test_file_transfer_is_unavailable_without_a_contents_api(executor):
     with pytest.raises(GatewayError, match="file transfer is unavailable for this executor"):
         executor.upload("data.csv", b"a,b\n")
     assert FILES_UNAVAILABLE.startswith("file transfer is unavailable for this executor")
+
+
+def test_files_go_through_the_contents_api_when_the_server_offers_one(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    server = start_jupyter_server(root)
+    alice, bob = (GatewayExecutor(server.url, server.token, CONFIG) for _ in range(2))
+    try:
+        assert alice.status().files_available
+        assert alice.upload("../../data.csv", b"a,b\n1,2\n").name == "data.csv"  # a plain name, never a path
+        result = alice.execute("print(open('data.csv').read().strip())\nopen('out.txt', 'w').write('made here')")
+        assert result.text("stdout") == "a,b\n1,2\n"
+        assert [f.path for f in alice.list_files()] == ["data.csv", "out.txt"]
+        assert alice.read_file("out.txt") == b"made here"
+        bob.start()  # another session: its own folder, it sees none of alice's files
+        assert bob.list_files() == [] and "FileNotFoundError" in bob.execute("open('data.csv')").observation()
+        assert not (root / "data.csv").exists()  # each session's files are in a folder of its own
+    finally:
+        alice.shutdown()
+        bob.shutdown()
+        server.stop()
 
 
 def test_manager_gives_each_session_its_own_kernel_and_culls_idle_ones(gateway):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
 import queue
 import secrets
@@ -113,6 +114,7 @@ def _gateway(url: str, token: str, connect_timeout: float) -> Iterator[Any]:
             _config.notify_all()
 
 
+@functools.lru_cache(maxsize=1)
 def _client_class() -> type:
     """jupyter_server's GatewayKernelClient, whose websocket also carries the auth header (its own
     start_channels sends none, so a gateway with a token answers 401)."""
