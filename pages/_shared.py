@@ -157,10 +157,41 @@ def import_conversation(raw: bytes) -> list[Message]:
 
 
 # -- rendering ---------------------------------------------------------------------------------------
-def _image_paths(message: Message, workdir: Path | None) -> list[Path]:
+_IMAGE_LIMIT = 20 * 2**20  # bytes of one image read back from a sandbox workdir
+
+
+def _workdir_images(message: Message, workdir: Path | None) -> list[tuple[str, bytes | None]]:
+    """The observation's plots, read through the sandbox's one safe reader (relative to the
+    workdir, no link followed, regular files only, capped); None for one that cannot be read."""
     if workdir is None:
         return []
-    return [workdir / name for name in message.extra.get("images", []) if (workdir / name).is_file()]
+    from composite.sandbox.files import read_workdir_file
+
+    found: list[tuple[str, bytes | None]] = []
+    for name in list(message.extra.get("images") or [])[:50]:
+        try:
+            found.append((str(name), read_workdir_file(workdir, str(name), _IMAGE_LIMIT)))
+        except CompositeError:
+            found.append((str(name), None))
+    return found
+
+
+def show_image(data: bytes | None, caption: str | None = None) -> None:
+    """Render image bytes (PNG, JPEG, GIF or SVG), never a path; anything else becomes a short note,
+    so no file the sandboxed code writes can break the page or reach it as text."""
+    label = "".join(ch if ch.isprintable() else "?" for ch in str(caption or "image"))[:120]
+    payload: bytes | str | None = None
+    if data and (data[:8] == b"\x89PNG\r\n\x1a\n" or data[:3] == b"\xff\xd8\xff" or data[:6] in (b"GIF87a", b"GIF89a")):
+        payload = data
+    elif data and b"<svg" in data[:4096]:
+        payload = data.decode("utf-8", "replace")  # st.image takes SVG as markup
+    if payload is None:
+        st.caption(f"{label}: not shown (missing, not a regular file, or not a PNG/JPEG/GIF/SVG image)")
+        return
+    try:
+        st.image(payload, caption=label)
+    except Exception:  # deliberately broad: a malformed image (PIL raises many kinds) costs its picture, not the page
+        st.caption(f"{label}: not shown (the image could not be decoded)")
 
 
 def render_call(message: Message) -> None:
@@ -196,8 +227,8 @@ def render_observation(message: Message, workdir: Path | None = None) -> None:
             st.warning(extra["note"])
         body = st.container(height=300) if len(message.content) > 1500 else st.container()
         (body.error if failed else body.code)(message.content)
-        for path in _image_paths(message, workdir):
-            st.image(str(path), caption=path.name)
+        for name, data in _workdir_images(message, workdir):
+            show_image(data, name)
         for index, image in enumerate(extra.get("image_data") or []):  # images a tool (an MCP server) returned
             import base64
 
@@ -284,7 +315,7 @@ class _LiveOutput:
             if self._text:
                 st.code(self._text[-self.MAX_CHARS:], language="text")
             for image in self._images:
-                st.image(image.data, caption=image.filename or None)
+                show_image(image.data, image.filename or None)
 
     def clear(self) -> None:
         self._slot.empty()

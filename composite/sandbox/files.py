@@ -127,6 +127,16 @@ def read_workdir_file(workdir: Path, name: str | Path, max_bytes: int = MAX_READ
     return data
 
 
+def _valid_name(name: str) -> bool:
+    """A name that is valid UTF-8 (no surrogate escapes): anything else cannot be shown, stored or
+    sent anywhere as text, so it is not listed at all."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _scandir_fd(dirfd: int) -> Iterator[os.DirEntry[str]]:
     # scandir on a descriptor: the entries' stat never follows links (DirEntry(follow_symlinks=False))
     with os.scandir(dirfd) as it:
@@ -139,8 +149,8 @@ def list_workdir(
     max_depth: int = MAX_LIST_DEPTH,
     max_scan: int = MAX_SCAN_ENTRIES,
 ) -> list[WorkFile]:
-    """Regular files under workdir, breadth first, sorted per directory: hidden names, links and
-    special files skipped; at most max_entries files, max_depth levels and max_scan entries
+    """Regular files under workdir, breadth first, sorted per directory: hidden names, names that
+    are not valid UTF-8, links and special files skipped; at most max_entries files, max_depth levels and max_scan entries
     looked at, so no tree the code builds (deep, wide, looping through links) can stall the host."""
     found: list[WorkFile] = []
     scanned = 0
@@ -165,7 +175,7 @@ def list_workdir(
                     entries.append(entry)
                 entries.sort(key=lambda e: e.name)
                 for entry in entries:
-                    if entry.name.startswith("."):
+                    if entry.name.startswith(".") or not _valid_name(entry.name):
                         continue
                     try:
                         st = entry.stat(follow_symlinks=False)
