@@ -2,8 +2,9 @@
 run under bubblewrap with resource limits; ordered outputs, timeouts, restarts, per-session kernels.
 
 Modules: base (the Executor interface), config, isolation (bubblewrap, limits, launcher), kernel
-(the local kernel, `Sandbox`), manager (per-session kernels), outputs, files (the one safe way the
-host touches the workdir), processes.
+(the local kernel, `Sandbox`), gateway (a remote kernel on a Jupyter Kernel/Enterprise Gateway,
+`GatewayExecutor`: what protects it is the gateway's, see its docstring), manager (per-session
+kernels), outputs, files (the one safe way the host touches the workdir), processes.
 
 What is protected (full isolation, i.e. bubblewrap works; `Sandbox.isolation == "full"`):
 
