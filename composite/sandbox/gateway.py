@@ -8,6 +8,10 @@ gateway's (URL)", never "full". What this module does protect: the host environm
 (only KERNEL_* variables, as jupyter_server's client does), output kept per execution is capped,
 file names for the contents API are reduced to plain names, and every gateway failure (unreachable,
 401/403, kernel start refused, websocket dropped) is a `GatewayError` with what went wrong.
+
+Not protected here: the kernel's network, filesystem, memory and CPU (the gateway's job); one huge
+output message is received whole by the websocket client before it is capped (the local kernel
+decodes only what it keeps); the token travels in clear text unless the URL is https://.
 """
 
 from __future__ import annotations
