@@ -390,6 +390,12 @@ def calculator(expression: Annotated[str, "Arithmetic expression, e.g. (2 + 3) *
         raise CalculatorError(f"math error: {exc}") from exc
     except RecursionError as exc:
         raise CalculatorError("expression nested too deeply") from exc
+    if isinstance(result, complex):
+        # a negative base to a fractional power, e.g. (-8)**0.5: Python answers with a complex number
+        raise CalculatorError(
+            f"{text} has no real-number result (a negative number to a fractional power); "
+            "expected a real-valued expression, e.g. -(8**0.5) or (-8)**2"
+        )
     if isinstance(result, float) and not math.isfinite(result):
         raise CalculatorError(f"result is not a finite number ({result})")
     return result
