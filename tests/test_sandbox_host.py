@@ -208,3 +208,72 @@ def test_the_host_holds_only_bounded_messages_outputs_and_images():
         assert sandbox.execute("print(1 + 1)").text() == "2\n"
     finally:
         sandbox.shutdown()
+
+
+# ------------------------------------------------------------------ class 1: links, through the API
+def test_flipping_a_file_and_a_link_never_lets_the_host_read_the_target(sb, tmp_path):
+    secret = tmp_path / "root-only.txt"
+    secret.write_text("HOST-SECRET")
+    secret.chmod(0o600)
+    sb.execute(
+        "import os, threading\n"
+        "def flip():\n"
+        "    for _ in range(20000):\n"
+        "        for make in (lambda: open('flip.txt', 'w').write('mine'),\n"
+        f"                     lambda: os.symlink({str(secret)!r}, 'flip.txt')):\n"
+        "            try:\n"
+        "                os.unlink('flip.txt')\n"
+        "            except FileNotFoundError:\n"
+        "                pass\n"
+        "            make()\n"
+        "threading.Thread(target=flip, daemon=True).start()\n"
+    )
+    seen = set()
+    for _ in range(500):
+        try:
+            seen.add(sb.read_file("flip.txt"))
+        except SandboxError:
+            seen.add("refused")
+        listed = [f.path for f in sb.list_files()]
+        assert all(not name.startswith("root-only") for name in listed)
+    assert b"HOST-SECRET" not in seen
+    assert seen & {b"mine", "refused"}  # the race ran: the host saw the file or refused the link
+    sb.restart()  # stop the flipping thread
+
+
+# ------------------------------------------------------------------ class 5: deep trees, janitor
+def test_the_janitor_removes_a_dead_hosts_deep_tree(tmp_path):
+    state = tmp_path / "composite-sandbox-dead"
+    (state / "work").mkdir(parents=True)
+    (state / "owner").write_text("999999999 1")  # no such process: its host died
+    here = os.getcwd()
+    try:
+        os.chdir(state / "work")
+        for _ in range(1500):  # deeper than any recursive walk survives
+            os.mkdir("d")
+            os.chdir("d")
+        Path("bottom.txt").write_text("deep")
+    finally:
+        os.chdir(here)
+    assert cleanup_stale_state(str(tmp_path)) == 1
+    assert not state.exists()
+
+
+# ------------------------------------------------------------------ class 7: kernel logs
+def test_kernel_logs_are_capped_and_rotated():
+    sandbox = Sandbox(config=cfg(max_log_bytes=64 * 1024, keep_logs=2))
+    try:
+        for _ in range(3):
+            result = sandbox.execute("import os\nfor _ in range(64):\n    os.write(2, b'x' * (1 << 20))\n")
+            assert result.status == "ok"
+            sandbox.restart()
+        logs = sandbox.log_files
+        assert len(logs) == 2  # three launches before this one: only the latest two stay
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "log cut" not in logs[0].read_text(errors="replace"):
+            time.sleep(0.1)
+        sizes = [p.stat().st_size for p in logs]
+        assert all(size < 64 * 1024 + 200 for size in sizes), sizes  # 64 MiB written: 64 KiB kept
+        assert "log cut" in logs[0].read_text(errors="replace")
+    finally:
+        sandbox.shutdown()

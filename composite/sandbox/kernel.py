@@ -696,6 +696,11 @@ class Sandbox:
         state = "closed" if self._closed else ("ready" if self._ready else "not started")
         return f"<Sandbox {self.workdir} isolation={self.isolation} {state}>"
 
+    @property
+    def log_files(self) -> list[Path]:
+        """The kernel logs kept on the host (stdout/stderr of the latest launches, each capped)."""
+        return sorted(self._state_dir.glob("kernel-*.log"), key=lambda p: int(p.stem.split("-")[1]))
+
     def tree_memory_bytes(self) -> int | None:
         """Memory used now by the kernel's whole process tree (its cgroup), if it has one."""
         cgroup = self._cgroup
