@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     tool.add_argument("--tools", help="comma-separated tool names to enable (default: all)")
     tool.add_argument("--max-rounds", type=int, default=5)
     tool.add_argument("--tool-timeout", type=float, default=30.0)
+    tool.add_argument("--mcp-config", metavar="PATH", help="MCP servers config (default: $COMPOSITE_MCP_CONFIG, "
+                                                           "else ./mcp.json if it exists)")
     tool.add_argument("--batch", metavar="JSONL", help="run many prompts: lines of {prompt, expect?}")
     tool.add_argument("--out", metavar="JSONL", help="where --batch writes its results")
     tool.add_argument("--no-record", action="store_true", help="do not record the --batch run in the history store")
@@ -91,8 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--json", action="store_true")
     runs.add_argument("--limit", type=int, default=50, help="how many runs to list (newest first)")
 
-    tools = sub.add_parser("tools", help="list registered tools with their JSON Schema")
+    tools = sub.add_parser("tools", help="list every tool (built-in, user folder, MCP servers) with its JSON Schema "
+                                         "and each MCP server's state; `tools call NAME JSON` calls one tool")
     tools.add_argument("--json", action="store_true")
+    tools.add_argument("--mcp-config", metavar="PATH", help="MCP servers config (default: $COMPOSITE_MCP_CONFIG, "
+                                                            "else ./mcp.json if it exists)")
+    tools_sub = tools.add_subparsers(dest="tools_command")
+    tcall = tools_sub.add_parser("call", help="call one tool directly, validated and timed out exactly as the "
+                                              "model's calls are: python -m composite tools call calculator "
+                                              "'{\"expression\": \"6*7\"}'")
+    tcall.add_argument("name", help="the tool's name as `tools` lists it")
+    tcall.add_argument("arguments", nargs="?", default="{}", help="the arguments as a JSON object (default: {})")
+    tcall.add_argument("--timeout", type=float, default=30.0, help="seconds (default: 30, as in tool mode)")
+    tcall.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                       help="print {ok, observation, error, duration, images} as JSON")
+    tcall.add_argument("--mcp-config", metavar="PATH", default=argparse.SUPPRESS, help="as for `tools`")
 
     conv = sub.add_parser("convert", help="convert a ChatGLM3 checkpoint to a native safetensors folder")
     conv.add_argument("src")
@@ -279,15 +294,23 @@ def _tool_agent(args, runtime):
 
     from .agent import Agent
 
-    registry, load_errors = build_registry()
+    registry, load_errors = build_registry(mcp_config=args.mcp_config)
+    load_errors = [*load_errors, *_mcp_problems(registry)]
     enabled = None
     if args.tools:
         enabled = [name.strip() for name in args.tools.split(",") if name.strip()]
         unknown = [name for name in enabled if name not in registry]
         if unknown:
+            registry.close()
             raise CompositeError(f"unknown tool(s) {', '.join(unknown)}; available: {', '.join(registry.names())}")
     agent = Agent(runtime, "tool", registry, enabled, max_rounds=args.max_rounds, tool_timeout=args.tool_timeout)
     return agent, load_errors
+
+
+def _mcp_problems(registry) -> list[str]:
+    """MCP servers that are not running, by name, with why (their tools are unavailable)."""
+    statuses = registry.mcp.statuses() if registry.mcp is not None else []
+    return [status.describe() for status in statuses if not status.available]
 
 
 def _cmd_tool(args, out, err, stdin) -> int:
@@ -295,15 +318,18 @@ def _cmd_tool(args, out, err, stdin) -> int:
         raise CompositeError("tool needs a question or --batch FILE")
     runtime = _load(args, err)
     agent, load_errors = _tool_agent(args, runtime)
-    for problem in load_errors:
-        err.write(f"note: {problem}\n")
-    if args.batch is not None:
-        from .batch import run_batch
+    try:  # the MCP servers this command started stop with it
+        for problem in load_errors:
+            err.write(f"note: {problem}\n")
+        if args.batch is not None:
+            from .batch import run_batch
 
-        settings = {"max_rounds": args.max_rounds, "tool_timeout": args.tool_timeout, "tools": args.tools or "all"}
-        return run_batch(agent, _history("tool", args.system), _params(args), args.batch, args.out, out, err,
-                         record=not args.no_record, settings=settings)
-    return _run_once(agent, _history("tool", args.system), _params(args), args.question, args.json, out, err)
+            settings = {"max_rounds": args.max_rounds, "tool_timeout": args.tool_timeout, "tools": args.tools or "all"}
+            return run_batch(agent, _history("tool", args.system), _params(args), args.batch, args.out, out, err,
+                             record=not args.no_record, settings=settings)
+        return _run_once(agent, _history("tool", args.system), _params(args), args.question, args.json, out, err)
+    finally:
+        agent.registry.close()
 
 
 def _gateway(args) -> tuple[str, str]:
@@ -412,19 +438,69 @@ def _cmd_exec(args, out, err, stdin) -> int:
 def _cmd_tools(args, out, err, stdin) -> int:
     from tools import build_registry
 
-    registry, problems = build_registry()
-    if args.json:
-        for tool in registry.chatglm3_tools():
-            out.write(json.dumps(tool, ensure_ascii=False) + "\n")
-        for problem in problems:
+    arguments = None
+    if args.tools_command == "call":  # check the JSON before starting any MCP server
+        try:
+            arguments = json.loads(args.arguments)
+        except ValueError as exc:
+            raise CompositeError(f"the arguments are not valid JSON ({exc}); expected an object such as "
+                                 "'{\"expression\": \"6*7\"}'") from exc
+        if not isinstance(arguments, dict):
+            raise CompositeError(f"the arguments must be a JSON object, got {type(arguments).__name__}")
+    registry, problems = build_registry(mcp_config=args.mcp_config)
+    try:
+        if arguments is not None:
+            return _tools_call(registry, problems, args, arguments, out, err)
+        _tools_list(registry, problems, args.json, out)
+        return 0
+    finally:
+        registry.close()
+
+
+def _tools_list(registry, problems, as_json: bool, out: TextIO) -> None:
+    statuses = registry.mcp.statuses() if registry.mcp is not None else []
+    for tool in registry:
+        reason = tool.unavailable_reason()
+        if as_json:
+            line = {**tool.chatglm3(), "source": tool.source, "available": not reason}
+            if reason:
+                line["unavailable"] = reason
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+        else:
+            note = f"  [{tool.source}]" if tool.source != "function" else ""
+            out.write(f"{tool.name}: {tool.description}{note}\n")
+            out.write(f"  parameters: {json.dumps(tool.schema, ensure_ascii=False)}\n")
+            if reason:
+                out.write(f"  unavailable: {reason}\n")
+    for status in statuses:
+        if as_json:
+            out.write(json.dumps({"mcp_server": status.to_dict()}, ensure_ascii=False) + "\n")
+        else:
+            out.write(status.describe() + "\n")
+            for problem in status.problems:
+                out.write(f"  {problem}\n")
+    for problem in problems:
+        if as_json:
             out.write(json.dumps({"load_error": str(problem)}, ensure_ascii=False) + "\n")
-    else:
-        for tool in registry.chatglm3_tools():
-            out.write(f"{tool['name']}: {tool['description']}\n")
-            out.write(f"  parameters: {json.dumps(tool['parameters'], ensure_ascii=False)}\n")
-        for problem in problems:
+        else:
             out.write(f"load error: {problem}\n")
-    return 0
+
+
+def _tools_call(registry, problems, args, arguments: dict, out: TextIO, err: TextIO) -> int:
+    """One call through `registry.call`, the route the model's calls take; exit 1 when the call failed."""
+    for problem in [*problems, *_mcp_problems(registry)]:
+        err.write(f"note: {problem}\n")
+    if args.timeout <= 0:
+        raise CompositeError(f"--timeout must be positive, got {args.timeout:g}")
+    result = registry.call(args.name, arguments, timeout=args.timeout)
+    if getattr(args, "json", False):
+        out.write(json.dumps({"tool": args.name, "ok": result.ok, "observation": result.observation(),
+                              "error": result.error, "timed_out": result.timed_out,
+                              "duration": round(result.duration, 4),
+                              "images": [image.to_extra() for image in result.images]}, ensure_ascii=False) + "\n")
+    else:
+        out.write(result.observation() + "\n")
+    return 0 if result.ok else 1
 
 
 def _cmd_convert(args, out, err, stdin) -> int:

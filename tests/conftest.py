@@ -85,6 +85,8 @@ def _isolated_user_paths(tmp_path, monkeypatch):
     """Tests never read the developer's MODEL_PATH, user tools, weather service or history."""
     monkeypatch.delenv("MODEL_PATH", raising=False)
     monkeypatch.setenv("TOOLS_PATH", str(tmp_path / "no-user-tools"))
+    (tmp_path / "no-mcp.json").write_text('{"mcpServers": {}}')  # never the developer's MCP servers
+    monkeypatch.setenv("COMPOSITE_MCP_CONFIG", str(tmp_path / "no-mcp.json"))
     monkeypatch.setenv("COMPOSITE_WEATHER_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     # history goes to a fresh per-test data dir, never ~/.local/share/composite or a team database

@@ -145,3 +145,124 @@ def test_original_chatglm3_checkpoint_loads_through_load_model(tmp_path):
     assert runtime.info.dialect == "chatglm3" and runtime.info.dtype == "float32"
     events = list(runtime.stream_turn([Message("user", "hi")], None, SamplingParams(max_new_tokens=4, temperature=0)))
     assert events[-1].completion_tokens <= 4
+
+
+# -- several calls in one turn ---------------------------------------------------------------------------
+TWO_CALLS = ('<tool_call>\n{"name": "left", "arguments": {"x": 2}}\n</tool_call>\n'
+             '<tool_call>\n{"name": "right", "arguments": {"x": 3}}\n</tool_call>')
+
+
+def test_the_dialect_parses_every_call_of_a_generated_turn(qwen):
+    ids = qwen.dialect.tokenizer.encode(TWO_CALLS + "<|im_end|>", add_special_tokens=False)
+    (turn,) = qwen.dialect.parse(ids)
+    assert [(c.name, c.arguments, c.error) for c in turn.calls] == [("left", {"x": 2}, ""), ("right", {"x": 3}, "")]
+    bad = parse_template_turn(TWO_CALLS.replace('{"x": 3}', "{x: 3}"))
+    assert bad.calls[0].arguments == {"x": 2} and bad.calls[1].arguments is None and "not valid JSON" in bad.calls[1].error
+
+
+class _Scripted:
+    """A backend double: replays generated texts through the real dialect's parse of token ids."""
+
+    def __init__(self, dialect, texts):
+        self.dialect, self.texts, self.seen = dialect, list(texts), []
+
+    def stream_turn(self, messages, tools, params, stop=None):
+        from composite.events import TurnEnd
+
+        self.seen.append(list(messages))
+        ids = self.dialect.tokenizer.encode(self.texts.pop(0) + "<|im_end|>", add_special_tokens=False)
+        yield TurnEnd(self.dialect.parse(ids), "stop")
+
+
+def _parallel_registry():
+    """Two tools that each wait for the other: they only both finish when they run at the same time."""
+    import threading
+
+    from tools import ToolRegistry
+
+    barrier = threading.Barrier(2, timeout=20)
+    registry = ToolRegistry()
+
+    @registry.register
+    def left(x: int) -> str:
+        """Left half."""
+        barrier.wait()
+        return f"left {x}"
+
+    @registry.register
+    def right(x: int) -> str:
+        """Right half."""
+        barrier.wait()
+        return f"right {x}"
+
+    return registry
+
+
+def test_several_calls_run_in_parallel_and_answer_in_order(qwen):
+    backend = _Scripted(qwen.dialect, [TWO_CALLS, "Both done."])
+    history = [Message("user", "both?")]
+    events = list(Agent(backend, "tool", _parallel_registry(), tool_timeout=30).run(history, SamplingParams()))
+    observations = [e for e in events if isinstance(e, Observation)]
+    assert [o.message.content for o in observations] == ["left 2", "right 3"] and all(o.ok for o in observations)
+    assert [m.role for m in history] == ["user", "assistant", "assistant", "observation", "observation", "assistant"]
+    calls, answers = history[1:3], history[3:5]
+    assert [m.metadata for m in calls] == ["left", "right"]
+    assert [m.extra["call_id"] for m in calls] == [m.extra["call_id"] for m in answers]
+    assert calls[0].extra["call_id"] != calls[1].extra["call_id"]
+    # the model sees both calls in one assistant turn, then one tool response per call
+    text = qwen.dialect.tokenizer.decode(qwen.dialect.render(backend.seen[1]))
+    assistant_turn = text.split("<|im_start|>assistant")[1].split("<|im_end|>")[0]
+    assert assistant_turn.count("<tool_call>") == 2 and '"left"' in assistant_turn and '"right"' in assistant_turn
+    assert text.index("left 2") < text.index("right 3")
+
+
+def test_a_malformed_call_among_several_is_answered_with_its_error_and_the_others_run(qwen):
+    from tools import build_registry
+
+    registry, _ = build_registry()
+    text = ('<tool_call>{"name": "calculator", "arguments": {"expression": "6*7"}}</tool_call>'
+            '<tool_call>{"name": "calculator", "arguments": {"expression": 6*7}}</tool_call>')
+    backend = _Scripted(qwen.dialect, [text, "ok"])
+    events = list(Agent(backend, "tool", registry).run([Message("user", "?")], SamplingParams()))
+    first, second = [e for e in events if isinstance(e, Observation)]
+    assert first.ok and first.message.content == "42"
+    assert not second.ok and "not valid JSON" in second.message.content
+
+
+def test_approval_covers_every_pending_call_and_resumes_all_of_them(qwen):
+    from composite.agent import Decision, pending_calls
+    from composite.events import ApprovalNeeded
+
+    backend = _Scripted(qwen.dialect, [TWO_CALLS, "done"])
+    history = [Message("user", "both?")]
+    agent = Agent(backend, "tool", _parallel_registry(), policy="ask")
+    events = list(agent.run(history, SamplingParams()))
+    approval = next(e for e in events if isinstance(e, ApprovalNeeded))
+    assert [c.name for c in approval.calls] == ["left", "right"] and len(pending_calls(history)) == 2
+    list(agent.run(history, SamplingParams(), decision=Decision("run")))
+    assert [m.content for m in history if m.role == "observation"] == ["left 2", "right 3"]
+
+
+def test_manual_mode_takes_one_observation_per_call(qwen):
+    from composite.agent import Decision
+
+    backend = _Scripted(qwen.dialect, [TWO_CALLS, "done"])
+    history = [Message("user", "both?")]
+    agent = Agent(backend, "tool", _parallel_registry(), policy="manual")
+    list(agent.run(history, SamplingParams()))
+    list(agent.run(history, SamplingParams(), decision=Decision("observe", texts=["L", "R"])))
+    assert [m.content for m in history if m.role == "observation"] == ["L", "R"]
+
+
+def test_a_resumed_history_finds_the_calls_still_without_observations():
+    from composite.agent import pending_calls
+
+    call = lambda name, call_id: Message("assistant", "{}", name, extra={"call_id": call_id, "arguments": {}})  # noqa: E731
+    history = [Message("user", "q"), call("a", "1"), call("b", "2"), call("c", "3"),
+               Message("observation", "A", extra={"call_id": "1"})]
+    assert [m.metadata for m in pending_calls(history)] == ["b", "c"]
+    history.append(Message("observation", "C", extra={"call_id": "3"}))
+    assert [m.metadata for m in pending_calls(history)] == ["b"]
+    # an imported history without ids pairs observations by position
+    plain = [Message("user", "q"), Message("assistant", "x", "a"), Message("assistant", "y", "b"), Message("observation", "A")]
+    assert [m.metadata for m in pending_calls(plain)] == ["b"]

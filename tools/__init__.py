@@ -51,13 +51,32 @@ def user_tools_path() -> Path | None:
     return default if default.is_dir() else None
 
 
-def build_registry(tools_path: str | Path | None = None) -> tuple[ToolRegistry, list[ToolLoadFailure]]:
-    """A fresh registry with the built-ins plus every .py file of the user tool folder.
+def build_registry(
+    tools_path: str | Path | None = None, mcp_config: str | Path | None = None, mcp: bool = True
+) -> tuple[ToolRegistry, list[ToolLoadFailure]]:
+    """A fresh registry with the built-ins, every .py file of the user tool folder and the tools of the
+    MCP servers configured at mcp_config / $COMPOSITE_MCP_CONFIG / ./mcp.json (when mcp is true).
 
-    A broken file is reported (with its name) and does not stop the others from loading.
+    A broken file or config is reported (with its name) and does not stop the others from loading; MCP
+    servers report their own state in `registry.mcp.statuses()`. Call `registry.close()` when done: it
+    stops the MCP servers' child processes.
     """
     registry = register_builtins(ToolRegistry())
+    failures: list[ToolLoadFailure] = []
     folder = Path(tools_path).expanduser() if tools_path else user_tools_path()
-    if folder is None or not folder.is_dir():
-        return registry, []
-    return registry, registry.load_folder(folder)
+    if folder is not None and folder.is_dir():
+        failures += registry.load_folder(folder)
+    if mcp:
+        from composite.errors import ConfigError
+
+        from .mcp import McpManager, config_path
+
+        found = config_path(mcp_config)
+        try:
+            manager = McpManager.from_config(found) if found is not None else None
+        except ConfigError as exc:
+            failures.append(ToolLoadFailure(found or Path("mcp.json"), str(exc), exc))
+            manager = None
+        if manager is not None:
+            registry.add_mcp(manager)
+    return registry, failures

@@ -34,6 +34,7 @@ __all__ = [
 DEFAULT_TIMEOUT = 30.0
 MAX_ABANDONED = 8
 MAX_ERROR_CHARS = 500
+_OWN_TIMEOUT_GRACE = 8.0
 
 
 @dataclass
@@ -216,7 +217,7 @@ def execute_tool(tool: "Tool", kwargs: dict[str, Any], timeout: float | None = D
 
     def work() -> None:
         try:
-            value = tool.func(**kwargs)
+            value = tool.invoke(kwargs, timeout) if tool.invoke is not None else tool.func(**kwargs)
             if inspect.isawaitable(value):
                 value = asyncio.run(_await(value))
             outcome["value"] = value
@@ -225,7 +226,8 @@ def execute_tool(tool: "Tool", kwargs: dict[str, Any], timeout: float | None = D
 
     worker = threading.Thread(target=work, name=f"tool:{tool.name}", daemon=True)
     worker.start()
-    worker.join(timeout)
+    # a source with its own timeout (MCP) gets a grace period to report it (and to check its server)
+    worker.join(None if timeout is None else timeout + (_OWN_TIMEOUT_GRACE if tool.invoke is not None else 0))
     if worker.is_alive():
         with _abandoned_lock:
             _abandoned.add(worker)

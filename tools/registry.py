@@ -51,6 +51,8 @@ class Tool:
     schema: dict[str, Any]
     source: str = "function"
     status: Callable[[], str] | None = field(default=None, repr=False, compare=False)
+    # invoke(arguments, timeout): a source that enforces the timeout itself (an MCP request) runs this
+    invoke: Callable[[dict[str, Any], float | None], Any] | None = field(default=None, repr=False, compare=False)
 
     def unavailable_reason(self) -> str:
         return self.status() if self.status is not None else ""
@@ -207,13 +209,14 @@ class ToolRegistry:
     # MCP servers ---------------------------------------------------------------------------------
 
     def add_mcp(self, manager: "McpManager") -> list[str]:
-        """Register the tools of a started McpManager's servers (named `server__tool`); returns problems.
+        """Register the tools of a started McpManager's servers; returns problems.
 
-        A tool whose name collides with one already registered is skipped and reported, never replaces it.
+        Naming rule: an MCP tool keeps its bare name when no other tool (registered here or on another
+        server) has it, else it is registered as `<server>__<tool>`; it never replaces a registered tool.
         """
         problems: list[str] = []
         self.mcp = manager
-        for tool in manager.tools():
+        for tool in manager.tools(taken=self.names()):
             try:
                 self.add(tool)
             except ToolRegistrationError as exc:

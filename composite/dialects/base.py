@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 from ..messages import AssistantTurn, Message
 
-__all__ = ["Dialect"]
+__all__ = ["Dialect", "stopped_answer"]
 
 
 class Dialect(Protocol):
@@ -21,3 +21,18 @@ class Dialect(Protocol):
     def decode(self, ids: list[int]) -> str: ...
 
     def parse(self, ids: list[int]) -> list[AssistantTurn]: ...
+
+
+def stopped_answer(text: str, dialect_name: str) -> str:
+    """What to keep of a turn whose streaming was cut off (the page was stopped mid-generation).
+
+    ChatGLM3 text starts with the metadata line: a plain answer keeps its content; anything else (a call
+    cut in the middle, another dialect's raw text) is kept stripped, as text, never run.
+    """
+    if "chatglm3" in dialect_name:
+        from .chatglm3 import parse_chatglm3_turn
+
+        turn = parse_chatglm3_turn(text)
+        if turn.kind == "text":
+            return turn.content
+    return text.strip()

@@ -254,14 +254,17 @@ def openai_call(name: str, arguments: Any, call_id: str = "") -> Call:
 def call_of_message(message: Message) -> Call:
     """The Call a stored assistant call message carries (for replay and for resuming a paused turn).
 
-    The arguments parsed when the call was generated are kept in `extra["arguments"]`; a message without
-    them (an imported conversation) is parsed from its content, ChatGLM3 syntax first, then JSON.
+    The arguments parsed when the call was generated are kept in `extra["arguments"]` (or the parse error
+    in `extra["call_error"]`); a message without either (an imported conversation) is parsed from its
+    content, ChatGLM3 syntax first, then JSON.
     """
     call_id = str(message.extra.get("call_id") or "")
     name = message.metadata
     arguments = message.extra.get("arguments")
     if isinstance(arguments, dict):
         return Call(name, arguments, "", call_id)
+    if message.extra.get("call_error"):
+        return Call(name, None, str(message.extra["call_error"]), call_id)
     if name == "interpreter":
         return Call(name, {"code": extract_code_block(message.content) or ""}, "", call_id)
     if "tool_call(" in message.content or "```" in message.content:

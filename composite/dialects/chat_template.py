@@ -103,6 +103,7 @@ class ChatTemplateDialect:
             self._stops.add(int(eos))
         vocab = tokenizer.get_vocab()
         self._stops.update(vocab[m] for m in _END_MARKERS if m in vocab)
+        self._special_ids = set(getattr(tokenizer, "all_special_ids", None) or ()) | self._stops
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> "ChatTemplateDialect":
@@ -158,7 +159,10 @@ class ChatTemplateDialect:
         return set(self._stops)
 
     def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        # Drop the tokenizer's special tokens (bos, eos, pad, role markers) but keep added tokens such as
+        # <tool_call>, which some tokenizers mark special too: skip_special_tokens would erase the calls.
+        special = self._special_ids
+        return self.tokenizer.decode([t for t in ids if t not in special], skip_special_tokens=False)
 
     def parse(self, ids: list[int]) -> list[AssistantTurn]:
         stops = self.stop_ids()
