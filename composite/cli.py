@@ -1,4 +1,4 @@
-"""The command line: `python -m composite chat|tool|code|exec|tools|convert|serve` (see `--help`).
+"""The command line: `python -m composite chat|tool|code|exec|tools|convert|serve|export-hf` (see `--help`).
 
 A terminal renderer of the agent's event stream: text streams to stdout, notes go to stderr, and
 `--json` prints the transcript as JSON lines. Errors a user can cause exit with code 2.
@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     srv.add_argument("--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"])
     srv.add_argument("--quantize", type=int, choices=[4, 8], help="bitsandbytes quantization (CUDA only)")
+
+    exp = sub.add_parser("export-hf", help="write the model as a standard Hugging Face folder (for vLLM, "
+                                           "transformers serve...)")
+    exp.add_argument("dst")
+    exp.add_argument("--model", metavar="PATH", help="model folder (default: $MODEL_PATH, else the embedded model)")
+    exp.add_argument("--force", action="store_true", help="write into a non-empty DST")
 
     bench = sub.add_parser("bench", help="benchmark suite: streaming, time to first token, sandbox, app start, CLI")
     bench.add_argument("--json", metavar="FILE", help="also write the figures and the machine as JSON")
@@ -542,6 +548,16 @@ def _cmd_runs(args, out, err, stdin) -> int:
     return runs_cli(args.action, args.ids, args.json, args.limit, out, err)
 
 
+def _cmd_export_hf(args, out, err, stdin) -> int:
+    from .backends.hf_export import export_hf
+    from .backends.local import resolve_model_path
+
+    path = resolve_model_path(args.model)
+    folder = export_hf(path, args.dst, force=args.force, log=err)
+    out.write(f"wrote {folder}: serve it with `transformers serve {folder}` (or vLLM / SGLang)\n")
+    return 0
+
+
 COMMANDS = {
     "runs": _cmd_runs,
     "bench": _cmd_bench,
@@ -552,6 +568,7 @@ COMMANDS = {
     "tools": _cmd_tools,
     "convert": _cmd_convert,
     "serve": _cmd_serve,
+    "export-hf": _cmd_export_hf,
 }
 
 

@@ -407,7 +407,8 @@ def create_app(runtime: "LocalRuntime", api_key: str | None = None, model_name: 
     async def models(request: Request):
         if (refused := unauthorized(request)) is not None:
             return refused
-        return {"object": "list", "data": [{"id": name, "object": "model", "created": created, "owned_by": "composite"}]}
+        model = {"id": name, "object": "model", "created": created, "owned_by": "composite"}
+        return {"object": "list", "data": [model]}
 
     @app.get("/health")
     async def health(request: Request):

@@ -33,10 +33,21 @@ def _cached_runtime(path: str | None, device: str, dtype: str, quantize: int | N
 
 
 def model_sidebar():
-    """Model path and precision controls plus the model facts; returns the runtime or None."""
+    """The model: the local runtime (path, precision) or an OpenAI-compatible server (URL, model, key, test
+    connection); returns the backend or None."""
     state = st.session_state
     state.setdefault("model_path", resolve_model_path(None) or "")
+    state.setdefault("model_backend", "openai" if os.environ.get("COMPOSITE_BACKEND", "").lower() == "openai"
+                     else "local")
+    state.setdefault("openai_base_url", os.environ.get("OPENAI_BASE_URL", ""))
+    state.setdefault("openai_model", os.environ.get("COMPOSITE_MODEL", ""))
+    state.setdefault("openai_api_key", os.environ.get("OPENAI_API_KEY", ""))
     with st.sidebar.expander("Model", expanded=False):
+        st.radio("Backend", ["local", "openai"], key="model_backend", horizontal=True,
+                 format_func=lambda b: "this process" if b == "local" else "OpenAI-compatible server",
+                 help="Also set by COMPOSITE_BACKEND (local or openai).")
+        if state.model_backend == "openai":
+            return _openai_sidebar(state)
         st.text_input("Model path (empty: embedded model)", key="model_path", help="Also set by MODEL_PATH.")
         st.selectbox("Device", ["auto", "cuda", "mps", "cpu"], key="model_device")
         st.selectbox("Precision", ["auto", "float16", "bfloat16", "float32"], key="model_dtype")
@@ -55,6 +66,35 @@ def model_sidebar():
         f"dialect `{info.dialect}`"
     )
     return runtime
+
+
+def _openai_sidebar(state):
+    """Server URL, model name and key; "Test connection" lists the server's models."""
+    from composite.backends.openai import OpenAIBackend
+
+    st.text_input("Server URL", key="openai_base_url", placeholder="http://127.0.0.1:8000/v1",
+                  help="Also set by OPENAI_BASE_URL (vLLM, SGLang, transformers serve, python -m composite serve).")
+    st.text_input("Model name", key="openai_model", help="Also set by COMPOSITE_MODEL; Test connection lists them.")
+    st.text_input("API key", key="openai_api_key", type="password", help="Also set by OPENAI_API_KEY.")
+    try:
+        backend = OpenAIBackend(state.openai_base_url, state.openai_model or "-", state.openai_api_key or None)
+    except CompositeError as exc:
+        st.error(f"Server not set: {exc}")
+        return None
+    if st.button("Test connection", key="openai_test", icon=":material/lan:"):
+        try:
+            models = backend.list_models()
+        except CompositeError as exc:
+            st.error(str(exc))
+        else:
+            st.success(f"Connected: {len(models)} model(s): {', '.join(models) or 'none'}")
+            if models and not state.openai_model:
+                st.caption("Copy one of these names into Model name.")
+    if not state.openai_model.strip():
+        st.warning("Enter the server's model name (Test connection lists them).")
+        return None
+    st.sidebar.caption(f"**{backend.info.name}** · OpenAI-compatible server {backend.info.path}")
+    return backend
 
 
 def sampling_sidebar(mode: str, context_length: int = 8192) -> SamplingParams:

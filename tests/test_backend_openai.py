@@ -142,6 +142,55 @@ def test_code_mode_runs_the_python_tool_in_the_sandbox(backend):
     assert "5555" in history[-1].content and events[-1] == Done("answered")
 
 
+def test_the_cli_runs_tool_mode_through_the_openai_backend(served):
+    import subprocess
+    import sys
+
+    from tests.http_servers import server_env
+
+    result = subprocess.run(
+        [sys.executable, "-m", "composite", "tool", "What is 317*24?", "--backend", "openai", "--base-url",
+         served.base_url, "--model", "composite-embedded", "--temperature", "0", "--json"],
+        capture_output=True, text=True, env=server_env(), timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [m["role"] for m in lines] == ["system", "user", "assistant", "observation", "assistant"]
+    assert lines[2]["metadata"] == "calculator" and "7608" in lines[-1]["content"]
+
+
+def test_the_cli_says_what_is_missing_for_the_openai_backend():
+    import io
+
+    from composite.cli import main
+
+    err = io.StringIO()
+    assert main(["chat", "hi", "--backend", "openai"], out=io.StringIO(), err=err) == 2
+    assert "--base-url" in err.getvalue()
+
+
+def test_the_chat_page_runs_on_the_server_chosen_in_the_sidebar(served, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("COMPOSITE_BACKEND", "openai")
+    monkeypatch.setenv("OPENAI_BASE_URL", served.base_url)
+    page = Path(__file__).resolve().parent.parent / "pages" / "chat.py"
+    at = AppTest.from_file(str(page), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    at.button(key="openai_test").click().run()
+    assert any("composite-embedded" in s.value for s in at.success)  # test connection lists the models
+    at.text_input(key="openai_model").set_value("composite-embedded")
+    at.slider(key="chat_temperature").set_value(0.0)
+    at.run()
+    at.chat_input[0].set_value("Hello!").run()
+    assert not at.exception, at.exception
+    history = at.session_state["chat_history"]
+    assert history[-1].role == "assistant" and history[-1].content.strip()
+
+
 # -- server failures ---------------------------------------------------------------------------------
 def _chunk(content: str | None = None, finish: str | None = None) -> str:
     delta = {"content": content} if content is not None else {}

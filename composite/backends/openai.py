@@ -44,8 +44,21 @@ def call_content(name: str, arguments: dict[str, Any]) -> str:
     """A call as ChatGLM3 writes it in the history: a python block with `tool_call(k=v, ...)`."""
     if name in ("python", "interpreter") and set(arguments) == {"code"}:
         return f"```python\n{arguments['code']}\n```"
-    rendered = ", ".join(f"{key}={value!r}" for key, value in arguments.items())
+    rendered = ", ".join(f"{key}={_literal(value)}" for key, value in arguments.items())
     return f"```python\ntool_call({rendered})\n```"
+
+
+def _literal(value: Any) -> str:
+    """A JSON value as a Python literal the way the models write it: strings double-quoted (JSON escapes,
+    non-ASCII kept), sequences as tuples, containers element by element; the export's chat template
+    renders the same."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):  # ChatGLM3 writes a sequence as a tuple: range=(1, 6)
+        return "(" + ", ".join(_literal(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return repr(value)
 
 
 def _arguments_of(message: Message) -> dict[str, Any]:
@@ -194,7 +207,8 @@ class OpenAIBackend:
         self.backoff = backoff
         self._client: openai.OpenAI | None = None
         self.info = ModelInfo(
-            name=self.model, path=self.base_url, device="server", dtype="", parameters=0, context_length=0,
+            # the server knows its window; this only bounds the sidebar's max_length (not sent to the server)
+            name=self.model, path=self.base_url, device="server", dtype="", parameters=0, context_length=32768,
             dialect="openai", backend="openai",
         )
 
