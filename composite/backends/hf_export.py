@@ -107,8 +107,9 @@ def build_fast_tokenizer(model_file: str | Path, chat_template_text: str | None 
     proto = pb.ModelProto()
     proto.ParseFromString(Path(model_file).read_bytes())
     if proto.trainer_spec.model_type != 1:
-        raise ModelLoadError(f"{model_file}: only unigram sentencepiece models convert (got type "
-                             f"{proto.trainer_spec.model_type}); ChatGLM3's own tokenizer is one")
+        raise ModelLoadError(f"{model_file}: only unigram sentencepiece tokenizers convert so far (this one is "
+                             f"type {proto.trainer_spec.model_type}); serve such a model with an engine that "
+                             "loads its original tokenizer")
     if proto.normalizer_spec.precompiled_charsmap or proto.normalizer_spec.add_dummy_prefix:
         raise ModelLoadError(f"{model_file}: a normalizing or dummy-prefix sentencepiece model is not supported; "
                              "expected identity normalization without a dummy prefix (the embedded model's)")
