@@ -133,12 +133,13 @@ def bench_streaming(runtime, settings: Settings, progress: Callable[[str], None]
             "runs": settings.repeats}
 
 
-def _note(runtime, tokens: int, turn: int) -> str:
-    """A user message of about `tokens` tokens (numbered, so no two turns are the same)."""
+def _note(runtime, history, target: int, turn: int) -> str:
+    """A user message that brings the rendered conversation to about `target` tokens (numbered, so
+    no two turns are the same; at least one sentence)."""
     from .messages import Message
 
-    text = f"Note {turn}. "
-    while len(runtime.dialect.render([Message("user", text + NOTE)])) < tokens:
+    text = f"Note {turn}. " + NOTE
+    while len(runtime.dialect.render([*history, Message("user", text + NOTE)])) < target:
         text += NOTE
     return text + "What should I remember?"
 
@@ -153,8 +154,7 @@ def bench_ttft(runtime, settings: Settings, progress: Callable[[str], None]) -> 
     from .prompts import system_prompt
 
     params = SamplingParams(temperature=0, max_new_tokens=settings.answer_tokens)
-    per_turn = max(8, settings.conversation_tokens // settings.turns - settings.answer_tokens - 8)
-    notes = [_note(runtime, per_turn, t + 1) for t in range(settings.turns)]
+    notes: list[str] = []  # made in the first run so that the last prompt is about conversation_tokens
     times: dict[str, list[list[float]]] = {"reuse": [], "no_reuse": []}
     prompts: dict[str, list[int]] = {}
     saved = runtime.prefix_cache
@@ -165,8 +165,11 @@ def bench_ttft(runtime, settings: Settings, progress: Callable[[str], None]) -> 
                 history = [Message("system", system_prompt("chat"))]
                 firsts, sizes = [], []
                 with conversation(f"bench-{r}-{variant}"):
-                    for note in notes:
-                        history.append(Message("user", note))
+                    for turn in range(settings.turns):
+                        if len(notes) == turn:
+                            target = settings.conversation_tokens * (turn + 1) // settings.turns
+                            notes.append(_note(runtime, history, target, turn + 1))
+                        history.append(Message("user", notes[turn]))
                         started, first = time.perf_counter(), None
                         for event in Agent(runtime, "chat").run(history, params):
                             if isinstance(event, TextDelta) and first is None:
