@@ -184,6 +184,19 @@ def test_a_corrupt_database_turns_history_off_and_the_chat_goes_on(tiny_model_di
 
 
 # -- Code Interpreter: a fresh kernel, files restored, the model told ----------------------------------------
+def _png() -> bytes:
+    """A valid 2x2 RGB PNG."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * 2 for _ in range(2))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
 def test_a_reopened_code_conversation_gets_a_fresh_kernel_with_its_files(tiny_model_dir, monkeypatch, store):
     from composite.agent import Decision
     from composite.prompts import system_prompt
@@ -199,13 +212,22 @@ def test_a_reopened_code_conversation_gets_a_fresh_kernel_with_its_files(tiny_mo
     assert not at.exception, at.exception
     conv = at.query_params["c"]
     assert store.load_files(conv) == [("result.txt", b"42")]
-    assert store.get(conv).messages[3].role == "observation"
+    messages = store.get(conv).messages
+    assert messages[3].role == "observation"
+    # a plot the code drew: kept as a file, referenced by name from the observation
+    from composite.store import Recorder
+
+    store.save_files(conv, [("result.txt", b"42"), ("dot.png", _png())])
+    recorder, _ = Recorder.reopen(store, conv)
+    messages[3].extra["images"] = ["dot.png"]
+    recorder.sync(messages)
     st.cache_resource.clear()  # the app restarts: every kernel is gone
 
     again = _page("code", tiny_model_dir, monkeypatch, conv=conv)
     assert any("fresh Python kernel" in i.value and "result.txt" in i.value for i in again.info)
     sandbox = again.session_state["code_sandbox"]
-    assert sandbox.read_file("result.txt") == b"42"
+    assert sandbox.read_file("result.txt") == b"42" and sandbox.read_file("dot.png") == _png()
+    assert [caption for image in again.get("image") for caption in image.captions] == ["dot.png"]  # shown again
     result = sandbox.execute("print(open('result.txt').read())\ntry:\n    secret\nexcept NameError:\n    print('gone')")
     assert result.text().split() == ["42", "gone"]
     _fast(again, "code").chat_input[0].set_value("what is in result.txt?").run()

@@ -242,7 +242,7 @@ WRITER = textwrap.dedent("""
 
 
 def test_two_processes_write_the_same_database_without_loss(url):
-    count = 15
+    count = 8
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, url, name, str(count)], cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for name in ("alpha", "beta")]
     outputs = [p.communicate(timeout=300) for p in procs]
