@@ -89,3 +89,30 @@ def test_broken_user_tool_file_is_reported_by_name(tiny_model_dir, tmp_path, mon
         at.button(key="tool_reload").click().run()  # the registry is cached per process
     assert any("bad_tool.py" in e.value and "boom at import" in e.value for e in at.sidebar.error)
     assert not at.exception
+
+
+def test_mcp_servers_are_shown_by_name_and_tool_images_rendered(tiny_model_dir, tmp_path, monkeypatch):
+    import base64
+    import json
+    import sys
+
+    from tests.mcp_server import PNG
+
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {
+        "dead": {"command": sys.executable, "args": [str(ROOT / "tests" / "mcp_server.py"), "exit"]}}}))
+    monkeypatch.setenv("COMPOSITE_MCP_CONFIG", str(config))
+    monkeypatch.setenv("MODEL_PATH", str(tiny_model_dir))
+    at = AppTest.from_file(str(ROOT / "pages" / "tool.py"), default_timeout=60)
+    image = {"mime_type": "image/png", "data": base64.b64encode(PNG).decode()}
+    at.session_state["tool_history"] = [
+        Message("system", system_prompt("tool")), Message("user", "draw"),
+        Message("assistant", '{"name": "red_pixel", "arguments": {}}', "red_pixel", extra={"arguments": {}}),
+        Message("observation", "[image 1: image/png, 70 bytes, shown to the user]",
+                extra={"tool": "red_pixel", "image_data": [image]}),
+    ]
+    at.run()
+    assert not at.exception
+    assert any("MCP server 'dead' (stdio): failed" in e.value and "refusing to start" in e.value
+               for e in at.sidebar.error)
+    assert len(at.get("image")) == 1  # the tool's image, shown from the observation's data
