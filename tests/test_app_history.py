@@ -265,3 +265,15 @@ def test_postgres_down_mid_session_turns_history_off_and_the_chat_goes_on(tiny_m
     assert [m.content for m in other.get(conv).messages if m.role == "user"] == [
         "before the outage", "during the outage", "after the outage"]  # what was missed is caught up
     other.close()
+
+
+def test_a_link_to_another_modes_conversation_opens_on_its_page(tiny_model_dir, monkeypatch, store):
+    """Through main.py's navigation: /?c=<tool conversation> lands on the Tool page with it open."""
+    info = store.create_conversation("tool", [Message("system", "s"), Message("user", "weather in Oslo?")])
+    monkeypatch.setenv("MODEL_PATH", str(tiny_model_dir))
+    at = AppTest.from_file(str(ROOT / "main.py"), default_timeout=90)
+    at.query_params["c"] = info.id
+    at.run()
+    assert not at.exception, at.exception
+    assert "Tool" in at.title[0].value and at.query_params["c"] == info.id
+    assert [m.content for m in at.session_state["tool_history"]] == ["s", "weather in Oslo?"]
