@@ -82,28 +82,45 @@ print("armed")
 _HOST_SCRIPT = """
 import os, signal, sys
 from composite.sandbox import Sandbox, SandboxConfig
-sandbox = Sandbox(config=SandboxConfig(prestart=0, startup_timeout=60))
+sandbox = Sandbox(config=SandboxConfig(prestart=0, startup_timeout=60, isolation=sys.argv[2]))
 result = sandbox.execute(sys.argv[1])
 assert "armed" in result.text(), result
-print(sandbox.kernel_uid, sandbox.status().workdir, flush=True)
+pids = open(sandbox._cgroup.procs_files[0]).read().split()  # every process of the kernel's tree
+print(sandbox.status().workdir, *pids, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-@needs_full
-@pytest.mark.skipif(os.geteuid() != 0, reason="the kernel's own uid (as root) identifies its processes")
-def test_a_killed_app_leaves_no_sandbox_process_even_if_the_code_patches_os_exit():
+def alive(pids: list[int]) -> list[int]:
+    left = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                    left.append(pid)
+        except OSError:
+            continue
+    return left
+
+
+@pytest.mark.skipif(not CGROUP_OK, reason=f"no cgroup to list the kernel's processes: {CGROUP_WHY}")
+@pytest.mark.parametrize("isolation", ["full", "reduced"])
+def test_a_killed_app_leaves_no_sandbox_process_even_if_the_code_patches_os_exit(isolation):
+    if isolation == "full" and not BWRAP_OK:
+        pytest.skip(f"bubblewrap cannot run here: {BWRAP_WHY}")
     env = {**os.environ, "PYTHONPATH": str(PROJECT_DIR)}
     proc = subprocess.run(
-        [sys.executable, "-c", _HOST_SCRIPT, _ATTACK], capture_output=True, text=True, env=env, timeout=180
+        [sys.executable, "-c", _HOST_SCRIPT, _ATTACK, isolation],
+        capture_output=True, text=True, env=env, timeout=180,
     )
     assert proc.returncode == -9, proc.stderr
-    uid_text, workdir = proc.stdout.split()[:2]
-    uid = int(uid_text)
+    workdir, *pid_texts = proc.stdout.split()
+    pids = [int(p) for p in pid_texts]
+    assert len(pids) >= 2  # at least the kernel and the daemon it started
     deadline = time.monotonic() + 10
-    while processes_of_uid(uid) and time.monotonic() < deadline:
+    while alive(pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    left = processes_of_uid(uid)
+    left = alive(pids)
     for pid in left:  # do not leave them behind, then fail
         os.kill(pid, 9)
     assert not left, "sandbox processes outlived the killed app"

@@ -359,6 +359,49 @@ _BOOTSTRAP = """\
 import json, os, resource, signal, sys
 spec = json.loads(sys.argv[1])
 signal.pthread_sigmask(signal.SIG_SETMASK, ())
+if spec.get("supervise") and spec["watch_fd"] is not None:
+    # without bubblewrap's init: stay behind as a supervisor (unlimited, and as root not the code's
+    # uid, so out of its reach) that takes the kernel's whole tree down when the host dies
+    kernel = os.fork()
+    if kernel:
+        import threading
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for the kernel
+        def _victims():
+            if spec.get("procs"):
+                with open(spec["procs"]) as fh:
+                    return [int(p) for p in fh.read().split()]
+            found = []
+            for entry in os.listdir("/proc"):
+                try:
+                    if entry.isdigit() and spec["uid"] is not None and os.stat("/proc/" + entry).st_uid == spec["uid"]:
+                        found.append(int(entry))
+                except OSError:
+                    pass
+            return found or [kernel]
+        def _host_gone(fd=spec["watch_fd"]):
+            try:
+                while os.read(fd, 64):
+                    pass
+            except OSError:
+                pass
+            for _ in range(50):
+                victims = [p for p in _victims() if p != os.getpid()]
+                if not victims:
+                    break
+                for victim in victims:
+                    try:
+                        os.kill(victim, signal.SIGKILL)
+                    except OSError:
+                        pass
+            os._exit(70)
+        threading.Thread(target=_host_gone, daemon=True).start()
+        code = os.waitstatus_to_exitcode(os.waitpid(kernel, 0)[1])
+        if code < 0:
+            signal.signal(-code, signal.SIG_DFL)
+            os.kill(os.getpid(), -code)
+        os._exit(code & 0xFF)
+    os.close(spec["watch_fd"])
+    spec["watch_fd"] = None
 for name, soft, hard in spec["limits"]:
     resource.setrlimit(getattr(resource, name), (soft, hard))
 if spec["uid"] is not None:
@@ -409,9 +452,12 @@ def bootstrap_argv(
     kernel_args: list[str],
     watch_fd: int | None = None,
     max_chars: int | None = None,
+    supervise: bool = False,
+    procs_file: str | None = None,
 ) -> list[str]:
     """The kernel command: the bootstrap with its spec. watch_fd: host_watch_fd(), passed to the
-    kernel process (Popen pass_fds)."""
+    kernel process (Popen pass_fds). supervise: fork a supervisor that kills the kernel's tree
+    (procs_file: its cgroup's process list; else every process of uid) when the host dies."""
     spec = {
         "limits": limits,
         "uid": uid,
@@ -419,6 +465,8 @@ def bootstrap_argv(
         "argv": kernel_args,
         "watch_fd": watch_fd,
         "max_chars": max_chars,
+        "supervise": supervise,
+        "procs": procs_file,
     }
     return [python, "-I", "-c", _BOOTSTRAP, json.dumps(spec)]
 

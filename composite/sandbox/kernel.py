@@ -306,6 +306,8 @@ class Sandbox:
             watch_fd=host_watch_fd(),
             # JSON may escape a character into 6 bytes; keep cut strings well under the limit
             max_chars=self.config.max_message_bytes // 8,
+            supervise=not self._full,  # with bubblewrap, its init does this job
+            procs_file=cgroup.procs_files[0] if cgroup is not None else None,
         )
         if self._full:
             outer = bwrap_argv(
