@@ -59,7 +59,8 @@ per process only (shared memory and tmpfs are then not counted). Bubblewrap need
 namespaces or root; without it (`isolation == "reduced"`, `REDUCED_NOTE`, logged as a warning)
 only the resource limits, the private working directory as cwd/HOME, the scrubbed environment,
 the host-side bounds above and (as root, when the interpreter is readable by others) a separate
-uid remain, and a SIGKILLed app's kernel is stopped by a host-alive pipe the code could defeat.
+uid remain; a SIGKILLed app's kernel tree is killed by a supervisor process the bootstrap leaves
+outside the code's process (out of the code's reach only when the kernel runs as its own uid).
 """
 
 from composite.sandbox.base import (
