@@ -47,6 +47,16 @@ def build(name: str = "fixture"):
         return str(int(value)) if value == int(value) else str(value)
 
     @server.tool()
+    def env_var(name: str) -> str:
+        """The value of an environment variable of the server process ("<unset>" when unset)."""
+        return os.environ.get(name, "<unset>")
+
+    @server.tool()
+    def flood(size: int) -> str:
+        """A result of `size` characters."""
+        return "x" * size
+
+    @server.tool()
     def pid() -> int:
         """The server's process id."""
         return os.getpid()

@@ -78,7 +78,7 @@ def http_url(tmp_path_factory):
 def config_file(tmp_path_factory, http_url):
     path = tmp_path_factory.mktemp("mcp") / "mcp.json"
     path.write_text(json.dumps({"mcpServers": {
-        "fx": _stdio("stdio"),
+        "fx": _stdio("stdio", FIXTURE_GIVEN="from-config"),
         "victim": _stdio("stdio"),
         "web": {"url": http_url, "headers": {"Authorization": "Bearer test-token"}},
         "dead": _stdio("exit"),
@@ -89,7 +89,11 @@ def config_file(tmp_path_factory, http_url):
 
 @pytest.fixture(scope="module")
 def registry(config_file):
-    registry, failures = build_registry(mcp_config=config_file)
+    os.environ["COMPOSITE_TEST_SECRET"] = "s3cret"  # must not reach the servers (see the env test)
+    try:
+        registry, failures = build_registry(mcp_config=config_file)
+    finally:
+        del os.environ["COMPOSITE_TEST_SECRET"]
     assert failures == []
     yield registry
     registry.close()
@@ -190,6 +194,23 @@ def test_an_image_result_is_kept_for_the_page_and_described_to_the_model(registr
     assert "image/png" in result.observation() and "shown to the user" in result.observation()
 
 
+def test_a_stdio_server_gets_the_configured_environment_not_the_apps_secrets(registry):
+    assert registry.call("fx__env_var", {"name": "FIXTURE_GIVEN"}).observation() == "from-config"
+    assert registry.call("fx__env_var", {"name": "COMPOSITE_TEST_SECRET"}).observation() == "<unset>"
+    assert registry.call("fx__env_var", {"name": "PATH"}).observation() not in ("<unset>", "")
+
+
+def test_a_flood_of_output_is_cut_before_it_reaches_the_model(registry):
+    result = registry.call("fx__flood", {"size": 100_000})
+    assert result.ok and len(result.observation()) < 4100 and "[truncated, 96000 more characters]" in result.observation()
+
+
+def test_the_model_cannot_reach_a_server_or_tool_that_is_not_registered(registry):
+    for name in ("dead__add", "nope", "fx", "fx__add; rm -rf /", "../fx__add"):
+        result = registry.call(name, {})
+        assert not result.ok and result.error.startswith(f"unknown tool {name!r}")
+
+
 def test_a_call_that_never_answers_times_out_and_the_server_keeps_working(registry):
     result = registry.call("fx__hang", {}, timeout=2)
     assert not result.ok and "timed out after 2 s" in result.error
@@ -224,14 +245,15 @@ def test_a_server_that_never_answers_at_start_fails_by_name_and_is_stopped(tmp_p
 
 
 def test_child_servers_stop_when_the_session_closes(tmp_path):
-    manager = McpManager(parse_config({"mcpServers": {"one": _stdio("stdio"), "two": _stdio("stdio")}})).start()
+    manager = McpManager(parse_config({"mcpServers": {"one": _stdio("stdio")}})).start()
     registry = ToolRegistry()
     registry.add_mcp(manager)
-    pids = [int(registry.call(f"{name}__pid", {}).observation()) for name in ("one", "two")]
-    assert all(not _gone(pid, wait=0) for pid in pids)
+    pid = int(registry.call("pid", {}).observation())  # the only server: bare names
+    assert not _gone(pid, wait=0)
     registry.close()
-    assert all(_gone(pid) for pid in pids)
-    assert [s.state for s in manager.statuses()] == ["stopped", "stopped"]
+    assert _gone(pid)
+    assert [s.state for s in manager.statuses()] == ["stopped"]
+    assert not registry.call("pid", {}).ok  # a closed session's tools are unavailable
 
 
 def test_child_servers_stop_with_the_app_even_without_close(tmp_path):

@@ -640,3 +640,33 @@ def test_registry_call_runs_the_tool_with_valid_types(typed_registry):
     result = typed_registry.call("scale", {"value": 3, "factor": 1.5})
     assert result.ok and result.value == "x=4.5"
     assert typed_registry.calls == [(3, 1.5, "x")]
+
+
+def test_the_tools_package_imports_nothing_from_composite_but_errors():
+    """No import cycle: composite imports tools (the agent dispatches through registry.call), never back."""
+    import ast
+
+    from pathlib import Path
+
+    folder = Path(tools.__file__).parent
+    imported = set()
+    for file in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("composite"):
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names if alias.name.startswith("composite"))
+    assert imported == {"composite.errors"}
+
+
+def test_old_import_paths_still_work_for_one_release():
+    from composite.dialect import ChatGLM3Dialect, parse_chatglm3_turn
+    from composite.dialect_hf import ChatTemplateDialect, parse_template_turn
+    from composite.dialects import ChatGLM3Dialect as moved, parse_template_turn as moved_parse
+    from composite.toolcall import ToolResult, call_tool, parse_tool_call, run_tool_call
+    from tools.calling import ToolResult as moved_result
+
+    assert ChatGLM3Dialect is moved and parse_template_turn is moved_parse and ToolResult is moved_result
+    assert parse_tool_call("tool_call(a=1)") == {"a": 1} and callable(call_tool) and callable(parse_chatglm3_turn)
+    assert ChatTemplateDialect.name == "chat-template"
+    assert run_tool_call(default_registry, "calculator", 'tool_call(expression="6*7")').observation() == "42"
