@@ -116,3 +116,19 @@ def test_mcp_servers_are_shown_by_name_and_tool_images_rendered(tiny_model_dir, 
     assert any("MCP server 'dead' (stdio): failed" in e.value and "refusing to start" in e.value
                for e in at.sidebar.error)
     assert len(at.get("image")) == 1  # the tool's image, shown from the observation's data
+
+
+def test_manual_mode_asks_one_observation_per_pending_call(tool_page):
+    tool_page.toggle(key="tool_manual").set_value(True).run()
+    calls = [Message("assistant", '{"name": "calculator", "arguments": {"expression": "1+1"}}', "calculator",
+                     extra={"call_id": "c1", "arguments": {"expression": "1+1"}}),
+             Message("assistant", '{"name": "current_time", "arguments": {}}', "current_time",
+                     extra={"call_id": "c2", "arguments": {}})]
+    tool_page.session_state["tool_history"] = [Message("system", system_prompt("tool")), Message("user", "both"), *calls]
+    tool_page.run()
+    tool_page.text_area(key="tool_manual_text").set_value("two")
+    tool_page.text_area(key="tool_manual_text_1").set_value("noon")
+    [b for b in tool_page.button if b.label == "Send observation"][0].click().run()
+    history = tool_page.session_state["tool_history"]
+    assert [(m.content, m.extra.get("call_id")) for m in history[4:6]] == [("two", "c1"), ("noon", "c2")]
+    assert not tool_page.exception
