@@ -83,3 +83,63 @@ def test_the_oracle_would_catch_a_parser_that_drops_arguments():
     assert _expected_arguments('```python\ntool_call(c=[1, 2])\n```') == {"c": [1, 2]}
     with pytest.raises(AssertionError):
         assert {} == _expected_arguments("tool_call(a=1)")
+
+
+# ---------------------------------------------------------------------------------------------------
+# the model reads these messages to correct itself: each names what was wrong and what is expected
+
+EXPECTED = ("expected tool_call(name=value, ...) with literal values (strings, numbers, lists, dicts, "
+            "True/False/None)")
+LITERAL = "must be a literal value (string, number, list, dict, True/False/None), got"
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        (b"x", f"the tool call must be text, got bytes; {EXPECTED}"),
+        (None, f"the tool call must be text, got NoneType; {EXPECTED}"),
+        ("tool_call(a=1", f"the tool call is not valid Python syntax: '(' was never closed (line 1); {EXPECTED}"),
+        ("tool_call(\n  a=1,\n  b=)", f"the tool call is not valid Python syntax: invalid syntax (line 3); {EXPECTED}"),
+        ("tool_call(1, 2)", "tool_call(...) takes keyword arguments only, got positional arguments; "
+                            "write tool_call(name=value, ...)"),
+        ("tool_call(*xs)", "tool_call(...) takes keyword arguments only, got *-unpacking; write tool_call(name=value, ...)"),
+        ("tool_call(**kw)", "tool_call(...) does not accept **-unpacking; write each argument as name=value"),
+        ("tool_call(a={[1]: 2})", "argument 'a' is not a valid literal value (TypeError: unhashable type: 'list'); "
+                                  "use strings, numbers, lists, dicts, True/False/None"),
+        ("os.system('ls')", f"the tool call must call tool_call(...), got a function call (system(...)); {EXPECTED}"),
+        ("f(a=1)", f"the tool call must call tool_call(...), got a function call (f(...)); {EXPECTED}"),
+        ("a[0](x=1)", f"the tool call must call tool_call(...), got a function call (?(...)); {EXPECTED}"),
+        ("import os", f"the tool call must be a single tool_call(...) expression, got an import statement; {EXPECTED}"),
+        ("x = 1", f"the tool call must be a single tool_call(...) expression, got an assign statement; {EXPECTED}"),
+        ("tool_call(a=1); tool_call(b=2)",
+         f"the tool call must be a single tool_call(...) expression, got 2 statements; {EXPECTED}"),
+        ("tool_call(a=f(1))", f"argument 'a' {LITERAL} a function call (f(...))"),
+        ("tool_call(a=[x for x in y])", f"argument 'a' {LITERAL} a comprehension"),
+        ("tool_call(a=x)", f"argument 'a' {LITERAL} a variable name (x); put strings in quotes"),
+        ("tool_call(a=1, a=2)", "argument 'a' is given more than once; give each argument once"),
+        ("tool_call(a=1+2)", f"argument 'a' {LITERAL} an operator expression (write the computed value instead)"),
+        ("tool_call(a=-'s')", f"argument 'a' {LITERAL} an UnaryOp expression"),
+        ("tool_call(a=b'x')", f"argument 'a' {LITERAL} a bytes constant"),
+        ("tool_call(a=...)", f"argument 'a' {LITERAL} an ellipsis constant"),
+        ("tool_call(a=2j)", f"argument 'a' {LITERAL} a complex constant"),
+    ],
+)
+def test_each_rejection_says_what_was_wrong_and_what_is_expected(code, message):
+    with pytest.raises(ToolCallError) as info:
+        parse_tool_call(code)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("code", "arguments"),
+    [
+        ("tool_call(a=-1, b=+2.5)", {"a": -1, "b": 2.5}),
+        ("```\ntool_call(a=1)\n```", {"a": 1}),
+        ("```python\ntool_call(a=1)\n```", {"a": 1}),
+        ("```tool_call(a=1)```", {"a": 1}),
+        ("``` \ntool_call(a=2)\n```", {"a": 2}),
+        ("```json\ntool_call(a=3)", {"a": 3}),
+    ],
+)
+def test_fenced_and_signed_forms_are_accepted(code, arguments):
+    assert parse_tool_call(code) == arguments

@@ -1,0 +1,113 @@
+"""Mutation testing (mutmut 3) of the modules where a silent mistake does harm, each with a fast test
+selection; prints the kill rate per module. Run: python benchmarks/mutation.py [MODULE ...] [--workdir DIR]
+
+Each module runs in a copy of the project under mutants-work/ (git-ignored): mutmut writes its
+mutants/ there. The copy's tests reuse one prebuilt tiny model (COMPOSITE_TEST_MODEL_DIR) so that a
+mutant's run does not train a tokenizer. Kill rate = killed / (killed + survived + timeouts);
+mutants no selected test reaches are listed apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# module: (file to mutate, test files, pytest -k expression or "", mutant name pattern or "")
+MODULES = {
+    "toolcall-parsing": ("composite/dialects/calls.py",
+                         ["tests/test_toolcall.py", "tests/test_catch_toolcall.py", "tests/test_dialect.py"],
+                         "not property", ""),
+    "toolcall-validation": ("tools/calling.py", ["tests/test_toolcall.py", "tests/test_tools.py"],
+                            "validation or registry_call or run_tool_call or observation", "*validate*"),
+    "chatglm3-dialect": ("composite/dialects/chatglm3.py", ["tests/test_dialect.py"], "", ""),
+    "sampling": ("composite/backends/local.py", ["tests/test_catch_sampling.py", "tests/test_runtime.py"],
+                 "sampl or greedy or top_p or temperature", "*_pick*"),
+    "sandbox-outputs": ("composite/sandbox/outputs.py", ["tests/test_catch_outputs.py"], "", ""),
+}
+SUPPORT = ["tests/__init__.py", "tests/conftest.py", "tests/helpers.py", "pytest.ini"]
+
+
+def _copy(work: Path, tests: list[str]) -> None:
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for package in ("composite", "tools"):
+        shutil.copytree(ROOT / package, work / package, ignore=ignore)
+    for name in SUPPORT + tests:
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, work / name)
+    conftest = work / "tests" / "conftest.py"
+    text = conftest.read_text(encoding="utf-8")
+    # reuse one prebuilt tiny model in every mutant's run (the copy only; the real suite builds its own)
+    text = text.replace('    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))',
+                        '    import os\n    return Path(os.environ["COMPOSITE_TEST_MODEL_DIR"])')
+    conftest.write_text(text, encoding="utf-8")
+
+
+def _config(target: str, tests: list[str], select: str) -> str:
+    lines = ["[mutmut]", "source_paths=", "    composite", "    tools", f"only_mutate=", f"    {target}",
+             "pytest_add_cli_args_test_selection="] + [f"    {t}" for t in tests]
+    if select:
+        lines += ["    -k", f"    {select}"]
+    lines += ["pytest_add_cli_args=", "    -p", "    no:cacheprovider", ""]
+    return "\n".join(lines)
+
+
+def run_module(name: str, base: Path) -> dict:
+    target, tests, select, pattern = MODULES[name]
+    work = base / name
+    _copy(work, tests)
+    (work / "setup.cfg").write_text(_config(target, tests, select), encoding="utf-8")
+    env = {**__import__("os").environ, "COMPOSITE_TEST_MODEL_DIR": str(base / "tiny-model")}
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", "2"] + ([pattern] if pattern else [])
+    subprocess.run(command, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work, env=env,
+                          capture_output=True, text=True)
+    counts: dict[str, int] = {}
+    survivors = []
+    for line in done.stdout.splitlines():
+        match = re.match(r"\s*(\S+): (.+)$", line)
+        if not match or (pattern and not __import__("fnmatch").fnmatch(match.group(1), pattern)):
+            continue
+        status = match.group(2).strip()
+        counts[status] = counts.get(status, 0) + 1
+        if status == "survived":
+            survivors.append(match.group(1))
+    killed = counts.get("killed", 0)
+    judged = killed + counts.get("survived", 0) + counts.get("timeout", 0)
+    return {"module": name, "file": target, "killed": killed, "judged": judged, "counts": counts,
+            "kill_rate": killed / judged if judged else float("nan"), "survivors": survivors}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("modules", nargs="*", metavar="MODULE", help=f"default: all of {', '.join(MODULES)}")
+    parser.add_argument("--workdir", default=str(ROOT / "mutants-work"))
+    args = parser.parse_args(argv)
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        parser.error(f"unknown module(s) {', '.join(unknown)}; expected some of {', '.join(MODULES)}")
+    base = Path(args.workdir)
+    base.mkdir(parents=True, exist_ok=True)
+    if not (base / "tiny-model" / "config.json").is_file():
+        sys.path.insert(0, str(ROOT))
+        from tests.conftest import build_tiny_model
+
+        build_tiny_model(base / "tiny-model")
+    for name in args.modules or list(MODULES):
+        result = run_module(name, base)
+        print(f"{name:20} {result['file']:32} killed {result['killed']}/{result['judged']} = "
+              f"{result['kill_rate']:.1%}  (all statuses: {result['counts']})", flush=True)
+        for survivor in result["survivors"]:
+            print(f"    survived: {survivor}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
