@@ -440,6 +440,8 @@ def create_app(runtime: "LocalRuntime", api_key: str | None = None, model_name: 
             return error(RequestError(400, f"this model's context is {context} tokens; the messages take {prompt} "
                                            f"and {asked} more were asked for; shorten the messages or max_tokens",
                                       "messages", "context_length_exceeded"))
+        if not parsed.max_tokens_given:  # the rest of the context, so the runtime never trims the messages
+            parsed.params.max_new_tokens = context - prompt
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         generation = _Generation(runtime, parsed, asyncio.get_running_loop(), counters)
         if parsed.stream:

@@ -106,3 +106,14 @@ def postgres_server():
     server = PostgresServer(bindir).init()
     yield server
     server.destroy()
+
+
+@pytest.fixture(scope="session")
+def embedded_server(tmp_path_factory):
+    """One `python -m composite serve` of the embedded model on 127.0.0.1 (API key tests.http_servers.API_KEY),
+    shared by the HTTP tests of the whole run and stopped at its end."""
+    from tests.http_servers import API_KEY, composite_serve, free_port
+
+    log = tmp_path_factory.mktemp("composite-serve") / "serve.log"
+    with composite_serve(free_port(), "--api-key", API_KEY, log=log) as server:
+        yield server

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+API_KEY = "test-key-123"  # the key of the shared `embedded_server` (tests/conftest.py)
 
 
 def free_port() -> int:

@@ -14,7 +14,7 @@ from composite.errors import BackendError, ConfigError
 from composite.events import Done, Failure, Notice, Observation, TextDelta, ToolCall, TurnEnd
 from composite.messages import Message, SamplingParams
 from composite.prompts import system_prompt
-from tests.http_servers import ThreadServer, composite_serve, free_port
+from tests.http_servers import API_KEY, ThreadServer, free_port
 
 pytest.importorskip("openai")
 GREEDY = SamplingParams(temperature=0, max_new_tokens=200)
@@ -91,14 +91,13 @@ def test_bad_settings_are_refused_with_a_reason(url, model):
 
 # -- against composite serve -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    with composite_serve(free_port(), log=tmp_path_factory.mktemp("serve") / "log") as srv:
-        yield srv
+def served(embedded_server):
+    return embedded_server  # one `composite serve` (API key API_KEY) shared with test_server.py
 
 
 @pytest.fixture(scope="module")
 def backend(served):
-    return OpenAIBackend(served.base_url, "composite-embedded")
+    return OpenAIBackend(served.base_url, "composite-embedded", API_KEY)
 
 
 def _run(agent, mode, question):
@@ -150,7 +149,7 @@ def test_the_cli_runs_tool_mode_through_the_openai_backend(served):
 
     result = subprocess.run(
         [sys.executable, "-m", "composite", "tool", "What is 317*24?", "--backend", "openai", "--base-url",
-         served.base_url, "--model", "composite-embedded", "--temperature", "0", "--json"],
+         served.base_url, "--model", "composite-embedded", "--api-key", API_KEY, "--temperature", "0", "--json"],
         capture_output=True, text=True, env=server_env(), timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -176,6 +175,7 @@ def test_the_chat_page_runs_on_the_server_chosen_in_the_sidebar(served, monkeypa
 
     monkeypatch.setenv("COMPOSITE_BACKEND", "openai")
     monkeypatch.setenv("OPENAI_BASE_URL", served.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
     page = Path(__file__).resolve().parent.parent / "pages" / "chat.py"
     at = AppTest.from_file(str(page), default_timeout=120)
     at.run()
@@ -207,6 +207,7 @@ def _failing_app():
 
     app = FastAPI()
     app.state.hits = {}
+    app.state.bodies = []
 
     def err(status: int, message: str, headers: dict | None = None):
         return JSONResponse({"error": {"message": message, "type": "x", "param": None, "code": None}}, status,
@@ -216,6 +217,19 @@ def _failing_app():
         for word in text.split(" "):
             yield _chunk(word + " ")
         yield _chunk(None, "stop")
+        yield "data: [DONE]\n\n"
+
+    async def two_calls():
+        # two calls in one answer, their arguments split across chunks as engines stream them
+        for index, (call_id, expression) in enumerate([("c-1", "1+1"), ("c-2", "2*3")]):
+            head = {"index": index, "id": call_id, "type": "function",
+                    "function": {"name": "calculator", "arguments": '{"expression": '}}
+            tail = {"index": index, "function": {"arguments": json.dumps(expression) + "}"}}
+            for piece in (head, tail):
+                body = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                        "choices": [{"index": 0, "delta": {"tool_calls": [piece]}, "finish_reason": None}]}
+                yield f"data: {json.dumps(body)}\n\n"
+        yield _chunk(None, "tool_calls")
         yield "data: [DONE]\n\n"
 
     @app.post("/{kind}/v1/chat/completions")
@@ -239,6 +253,12 @@ def _failing_app():
                 yield _chunk("wor")
                 raise RuntimeError("engine died")  # uvicorn drops the connection mid-body
             return StreamingResponse(cut(), media_type="text/event-stream")
+        if kind == "two":
+            body = await request.json()
+            app.state.bodies.append(body)
+            if body["messages"][-1]["role"] == "tool":
+                return StreamingResponse(answer("2 and 6."), media_type="text/event-stream")
+            return StreamingResponse(two_calls(), media_type="text/event-stream")
         if kind == "unfinished":
             async def unfinished():
                 yield _chunk("Half an")
@@ -273,6 +293,27 @@ def test_a_server_error_is_one_clear_failure_and_the_app_goes_on(failing, kind, 
     failures = [e for e in events if isinstance(e, Failure)]
     assert len(failures) == 1 and all(w in failures[0].message for w in words)
     assert events[-1] == Done("error") and history == [Message("user", "hi")]
+
+
+def test_several_tool_calls_in_one_answer_each_get_their_tool_message(failing):
+    from tools import build_registry
+
+    registry, _ = build_registry()
+    backend = OpenAIBackend(f"http://127.0.0.1:{failing.port}/two/v1", "m")
+    history = [Message("system", system_prompt("tool")), Message("user", "1+1 and 2*3?")]
+    events = list(Agent(backend, "tool", registry).run(history, GREEDY))
+    calls = [e for e in events if isinstance(e, ToolCall)]
+    assert [(c.name, c.arguments, c.call_id) for c in calls] == [
+        ("calculator", {"expression": "1+1"}, "c-1"), ("calculator", {"expression": "2*3"}, "c-2")]
+    assert [e.message.content for e in events if isinstance(e, Observation)] == ["2", "6"]
+    assert history[-1].content == "2 and 6." and events[-1] == Done("answered")
+    sent = failing.server.config.app.state.bodies[-1]["messages"]  # what the engine got back
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "tool", "tool"]
+    assert [c["id"] for c in sent[2]["tool_calls"]] == ["c-1", "c-2"]
+    assert [(m["tool_call_id"], m["content"]) for m in sent[3:]] == [("c-1", "2"), ("c-2", "6")]
+    assert sent[0]["content"] == system_prompt("tool") and {t["function"]["name"] for t in
+                                                            failing.server.config.app.state.bodies[0]["tools"]} \
+        == set(registry.names())
 
 
 def test_429_is_retried_a_bounded_number_of_times(failing):

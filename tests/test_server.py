@@ -14,12 +14,12 @@ import pytest
 
 from composite.messages import Message, SamplingParams
 from composite.prompts import system_prompt
-from tests.http_servers import composite_serve, free_port
+from tests.http_servers import API_KEY, composite_serve, free_port
 
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 
-KEY = "test-key-123"
+KEY = API_KEY
 MODEL = "composite-embedded"
 
 
@@ -35,10 +35,8 @@ TOOLS = _registry_tools()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with composite_serve(free_port(), "--api-key", KEY, log=log) as srv:
-        yield srv
+def server(embedded_server):
+    return embedded_server  # one `composite serve` (API key KEY) shared with test_backend_openai.py
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,9 @@ class Backend(Protocol):
         params: SamplingParams,
         stop: threading.Event | None = None,
     ) -> Iterator[Event]:
-        """Yield Waiting / ContextTrimmed / TextDelta events, then exactly one TurnEnd (or raise a CompositeError)."""
+        """Yield Waiting / ContextTrimmed / Notice / TextDelta events, then exactly one TurnEnd. A backend that
+        fails mid-way (a server error) yields a Failure, then a TurnEnd with finish_reason "error" that keeps
+        the partial answer; a bad setting raises a CompositeError."""
         ...
 
     def code_tools(self) -> list[dict[str, Any]] | None:
