@@ -6,6 +6,7 @@ third-party engine — `transformers serve` — serves it to the app's OpenAI ba
 import json
 import random
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -111,6 +112,10 @@ def test_export_refuses_a_non_empty_folder_and_a_folder_without_a_model(tmp_path
         export_hf(None, tmp_path / "busy")
     with pytest.raises(ModelLoadError, match="no config.json"):
         export_hf(tmp_path / "busy", tmp_path / "out")
+    # a BPE sentencepiece tokenizer (the ChatGLM3 test checkpoint's) is refused before any weights are written
+    with pytest.raises(ModelLoadError, match="only unigram"):
+        export_hf(Path(__file__).parent / "data" / "chatglm3", tmp_path / "glm3")
+    assert not (tmp_path / "glm3").exists()
 
 
 # -- a real third-party engine serves the export -------------------------------------------------------

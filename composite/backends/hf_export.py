@@ -182,31 +182,33 @@ def export_hf(src: str | Path | None, dst: str | Path, force: bool = False, log:
     if not config_file.is_file():
         raise ModelLoadError(f"{source} has no config.json; expected a model folder")
     config = json.loads(config_file.read_text(encoding="utf-8"))
-    target.mkdir(parents=True, exist_ok=True)
-    if config.get("model_type") == "chatglm":  # original ChatGLM3 layout: convert the weights first
-        from .chatglm3_checkpoint import convert_chatglm3
-
-        convert_chatglm3(source, target)
-        marker = {"dialect": "chatglm3", "tools_indent": 4, "max_length": config.get("seq_length") or 8192,
-                  "name": source.name}
+    original = config.get("model_type") == "chatglm"
+    if original:
+        marker = {"dialect": "chatglm3", "tools_indent": 4, "max_length": config.get("seq_length") or 8192}
     elif marker_file.is_file():
         marker = json.loads(marker_file.read_text(encoding="utf-8"))
         if marker.get("dialect") != "chatglm3":
             raise ModelLoadError(f"{source} is not a ChatGLM3-dialect model; a chat-template model is a Hugging "
                                  "Face folder already")
-        for item in source.iterdir():
-            if item.name == "config.json" or item.suffix in (".safetensors",) or item.name.endswith(".index.json"):
-                shutil.copy2(item, target / item.name)
     else:
         raise ModelLoadError(f"{source} is neither the embedded layout (composite.json) nor a ChatGLM3 checkpoint")
+    # the tokenizer first: a model whose tokenizer cannot convert is refused before any weights are written
     model_file = source / "tokenizer.model"
     ours = ChatGLMTokenizer(model_file)
-    template = chat_template(marker.get("tools_indent", 4))
-    fast = build_fast_tokenizer(model_file, template)
+    fast = build_fast_tokenizer(model_file, chat_template(marker.get("tools_indent", 4)))
     bad = check_tokenizer(fast, ours, _sample_texts())
     if bad:
         raise ModelLoadError(f"the converted tokenizer differs from the model's on {len(bad)} sample text(s), "
                              f"e.g. {bad[0][:80]!r}; not exporting a tokenizer that would change the ids")
+    target.mkdir(parents=True, exist_ok=True)
+    if original:  # original ChatGLM3 layout: its weights converted to the native GLM layout
+        from .chatglm3_checkpoint import convert_chatglm3
+
+        convert_chatglm3(source, target, overwrite=True)
+    else:
+        for item in source.iterdir():
+            if item.name == "config.json" or item.suffix == ".safetensors" or item.name.endswith(".index.json"):
+                shutil.copy2(item, target / item.name)
     fast.save_pretrained(target)
     stops = sorted({ours.eos_id, ours["<|user|>"], ours["<|observation|>"]})  # ChatGLM3Dialect.stop_ids
     config = json.loads((target / "config.json").read_text(encoding="utf-8"))
