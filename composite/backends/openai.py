@@ -326,7 +326,7 @@ class OpenAIBackend:
                 delay = self._wait(exc, attempt)
                 yield Notice(f"{error}; retrying in {delay:.1f} s ({attempt}/{self.max_retries})", "warning")
                 if stop is not None and stop.wait(delay):
-                    raise BackendError("stopped while waiting to retry") from exc
+                    return  # stopped while waiting to retry: the turn ends cancelled
                 if stop is None:
                     time.sleep(delay)
 
@@ -353,6 +353,9 @@ class OpenAIBackend:
                     yield item
                 else:
                     stream = item
+            if stream is None:
+                yield TurnEnd([], "cancelled", 0, 0, time.perf_counter() - started)
+                return
             for chunk in stream:
                 if stop is not None and stop.is_set():
                     finish = "cancelled"
