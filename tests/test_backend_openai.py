@@ -259,6 +259,13 @@ def _failing_app():
             if body["messages"][-1]["role"] == "tool":
                 return StreamingResponse(answer("2 and 6."), media_type="text/event-stream")
             return StreamingResponse(two_calls(), media_type="text/event-stream")
+        if kind == "badcall":  # an engine without a tool parser: the call is in the text, and unsafe
+            body = await request.json()
+            app.state.bodies.append(body)
+            if body["messages"][-1]["role"] == "tool":
+                return StreamingResponse(answer("Sorry, I could not compute it."), media_type="text/event-stream")
+            unsafe = 'calculator\n```python\ntool_call(expression=__import__("os").getcwd())\n```'
+            return StreamingResponse(answer(unsafe), media_type="text/event-stream")
         if kind == "unfinished":
             async def unfinished():
                 yield _chunk("Half an")
@@ -314,6 +321,22 @@ def test_several_tool_calls_in_one_answer_each_get_their_tool_message(failing):
     assert sent[0]["content"] == system_prompt("tool") and {t["function"]["name"] for t in
                                                             failing.server.config.app.state.bodies[0]["tools"]} \
         == set(registry.names())
+
+
+def test_a_call_in_the_text_that_fails_to_parse_goes_back_as_an_error_observation(failing):
+    from tools import build_registry
+
+    registry, _ = build_registry()
+    backend = OpenAIBackend(f"http://127.0.0.1:{failing.port}/badcall/v1", "m")
+    history = [Message("system", system_prompt("tool")), Message("user", "cwd?")]
+    events = list(Agent(backend, "tool", registry).run(history, GREEDY))
+    (call,) = [e for e in events if isinstance(e, ToolCall)]
+    (observation,) = [e for e in events if isinstance(e, Observation)]
+    assert call.name == "calculator" and call.error and "function call" in call.error
+    assert not observation.ok and observation.message.content.startswith("Error:")  # nothing ran
+    sent = failing.server.config.app.state.bodies[-1]["messages"]
+    assert sent[-1]["role"] == "tool" and sent[-1]["content"] == observation.message.content
+    assert history[-1].content == "Sorry, I could not compute it." and events[-1] == Done("answered")
 
 
 def test_429_is_retried_a_bounded_number_of_times(failing):
