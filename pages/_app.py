@@ -76,6 +76,7 @@ def title(mode: str) -> str:
 
 def welcome(mode: str, history: list, runtime, sandbox_note: str | None = None) -> None:
     """What this mode does and which model and sandbox are in use; shown while the conversation is empty."""
+    _entry.welcome = None
     if len(history) > 1:  # index 0 is the system message
         return
     if runtime is None:
@@ -90,6 +91,15 @@ def welcome(mode: str, history: list, runtime, sandbox_note: str | None = None) 
         sandbox = "tools run in the app's process with a timeout; no sandbox"
     else:
         sandbox = "none needed: nothing runs in this mode"
-    with st.container(border=True, key=f"{mode}_welcome"):
+    _entry.welcome = st.empty()  # hide_welcome() clears it when the first message is sent
+    with _entry.welcome.container(border=True, key=f"{mode}_welcome"):
         st.markdown(f":material/waving_hand: {WELCOME[mode]}")
         st.caption(f":material/memory: Model: {model} · :material/shield: Sandbox: {sandbox}")
+
+
+def hide_welcome() -> None:
+    """The conversation starts in this run: remove the welcome drawn above it."""
+    slot = getattr(_entry, "welcome", None)
+    _entry.welcome = None
+    if slot is not None:
+        slot.empty()

@@ -262,7 +262,8 @@ def render_observation(message: Message, workdir: Path | None = None) -> None:
     label = "Observation" + (f" · {extra['duration']:.2f} s" if "duration" in extra else "") + f" · {preview}"
     if extra.get("manual"):
         label += " · typed by you"
-    with st.status(label, state="error" if failed else "complete", expanded=failed):
+    shows_images = bool(extra.get("images") or extra.get("image_data"))  # a plot is the answer: keep it in view
+    with st.status(label, state="error" if failed else "complete", expanded=failed or shows_images):
         if extra.get("note"):
             st.warning(extra["note"])
         body = st.container(height=300) if len(message.content) > 1500 else st.container()
@@ -364,7 +365,7 @@ class _LiveOutput:
 def code_approval_controls(mode: str) -> None:
     """Ask before running: the model's code in an editable box with Run, Run edited and Reject."""
     call = pending_call(history(mode))
-    if call is None or call.kind != "code":
+    if call is None or call.kind != "code" or st.session_state.get(f"{mode}_decision") is not None:
         return
     with st.chat_message("assistant", avatar=":material/front_hand:"):
         st.markdown("The model wants to run this code. Run it as written, edit it first, or reject it?")
@@ -489,7 +490,7 @@ def approval_controls(mode: str, manual: bool) -> None:
     """Approve / Reject (or type the observation in manual mode) for the pending call."""
     msgs = history(mode)
     calls = pending_calls(msgs)
-    if not calls:
+    if not calls or st.session_state.get(f"{mode}_decision") is not None:  # decided: it runs in this rerun
         return
     names = ", ".join(f"`{call.metadata}`" for call in calls)
     with st.chat_message("assistant", avatar=":material/front_hand:"):
@@ -562,6 +563,7 @@ def start_turn(mode: str, runtime, prompt: str | None, wanted: bool) -> bool:
     if not (prompt or wanted):
         return False
     if prompt:
+        _app.hide_welcome()
         prompt = _history.note_for_model(mode, prompt)  # a reopened code conversation: variables were lost
         history(mode).append(Message("user", prompt))
         st.chat_message("user").markdown(prompt)
