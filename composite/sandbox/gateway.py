@@ -42,6 +42,7 @@ __all__ = ["GatewayExecutor", "FILES_UNAVAILABLE", "gateway_from_env"]
 logger = logging.getLogger(__name__)
 
 FILES_UNAVAILABLE = "file transfer is unavailable for this executor (the gateway offers no contents API)"
+REMOTE_STARTUP_TIMEOUT = 180.0  # seconds a gateway kernel gets to answer at least
 ENV_URL = "COMPOSITE_KERNEL_GATEWAY"
 ENV_TOKEN = "COMPOSITE_GATEWAY_TOKEN"
 _MiB = 2**20
@@ -106,7 +107,9 @@ def _gateway(url: str, token: str, connect_timeout: float) -> Iterator[Any]:
         if _config_key != key:
             GatewayClient.clear_instance()
             GatewayClient.instance(
-                url=url, auth_token=token, headers="{}", connect_timeout=float(connect_timeout)
+                url=url, auth_token=token, headers="{}", connect_timeout=float(connect_timeout),
+                # a kernel start (an EG pod) may take minutes; EG also reads it as KERNEL_LAUNCH_TIMEOUT
+                request_timeout=REMOTE_STARTUP_TIMEOUT,
             )
             _config_key = key
         _config_users += 1
@@ -130,7 +133,8 @@ def _client_class() -> type:
 
     class AuthGatewayKernelClient(GatewayKernelClient):
         gateway_headers: dict[str, str] = {}
-        connect_timeout: float = 10.0
+        # the gateway answers the websocket handshake once the kernel is up: a startup, not a connect
+        handshake_timeout: float = 180.0
 
         async def start_channels(self, shell=True, iopub=True, stdin=False, hb=False, control=True):
             from jupyter_server.gateway.gateway_client import GatewayClient
@@ -139,7 +143,7 @@ def _client_class() -> type:
             ws_url = url_path_join(gateway.ws_url or "", gateway.kernels_endpoint, url_escape(self.kernel_id), "channels")
             self.channel_socket = websocket.create_connection(
                 ws_url,
-                timeout=self.connect_timeout,
+                timeout=self.handshake_timeout,
                 enable_multithread=True,
                 header=[f"{k}: {v}" for k, v in self.gateway_headers.items()],
             )
@@ -175,6 +179,8 @@ def _describe(exc: BaseException, url: str, action: str) -> GatewayError:
             return GatewayError(f"the kernel gateway at {url} refused to start a kernel ({code}: {cut_middle(detail, 300)})")
         return GatewayError(f"the kernel gateway at {url} failed to {action} ({code}: {cut_middle(detail, 300)})")
     status = getattr(exc, "status_code", None)
+    if "Timeout" in type(exc).__name__:
+        return GatewayError(f"the kernel gateway at {url} did not answer in time while trying to {action} ({exc})")
     if status in (401, 403):  # websocket handshake
         return GatewayError(f"the kernel gateway at {url} refused the token on the kernel's websocket ({status})")
     if isinstance(exc, (OSError, TimeoutError)) or type(exc).__module__.startswith("websocket"):
@@ -204,6 +210,8 @@ class GatewayExecutor:
         self.token = token or ""
         self.config = config if config is not None else SandboxConfig.from_env()
         self.kernel_name = kernel_name or "python3"
+        # a remote kernel may be a pod whose image is still being pulled: minutes, not the local 30 s
+        self.startup_timeout = max(self.config.startup_timeout, REMOTE_STARTUP_TIMEOUT)
         self.connect_timeout = connect_timeout
         self.isolation = "remote"
         self.isolation_note = f"remote: isolation is the gateway's ({self.url})"
@@ -334,14 +342,14 @@ class GatewayExecutor:
                         started = False
                 if not started:
                     try:
-                        _run(km.start_kernel(kernel_name=self.kernel_name), self.config.startup_timeout + 30)
+                        _run(km.start_kernel(kernel_name=self.kernel_name), self.startup_timeout + 30)
                     except Exception as exc:  # every failure of the client becomes one GatewayError
                         raise _describe(exc, self.url, "start kernel") from exc
                 kc = km.client()
                 kc.gateway_headers = self._headers()
-                kc.connect_timeout = self.connect_timeout
+                kc.handshake_timeout = self.startup_timeout
                 try:
-                    _run(kc.start_channels(), self.connect_timeout + 5)
+                    _run(kc.start_channels(), self.startup_timeout + 5)
                 except Exception as exc:  # handshake refused, connection reset...
                     self._shutdown_kernel(km)
                     raise _describe(exc, self.url, "open the kernel's websocket") from exc
@@ -350,6 +358,10 @@ class GatewayExecutor:
             except Exception as exc:  # the gateway client raises tornado/websocket/OS errors alike
                 raise _describe(exc, self.url, "connect") from exc
         self._km, self._kc, self.kernel_id = km, kc, km.kernel_id
+        if self._closed:  # shut down while this start was under way: leave no kernel behind on the gateway
+            self._drop_channels()
+            self._shutdown_kernel(km)
+            raise GatewayError("this gateway executor was shut down")
         self._wait_kernel_ready()
         self._enter_folder()
 
@@ -367,7 +379,7 @@ class GatewayExecutor:
 
     def _wait_kernel_ready(self) -> None:
         """kernel_info until the kernel answers (a fresh remote kernel may take a while)."""
-        deadline = time.monotonic() + self.config.startup_timeout
+        deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             msg_id = self._kc.kernel_info()
             until = min(deadline, time.monotonic() + 2.0)
@@ -379,7 +391,7 @@ class GatewayExecutor:
                 if self._router_finished():
                     raise GatewayError(f"the kernel gateway at {self.url} closed the kernel's websocket while it started")
         raise GatewayError(
-            f"the gateway kernel did not answer within {self.config.startup_timeout:g} s (startup_timeout)"
+            f"the gateway kernel did not answer within {self.startup_timeout:g} s (startup_timeout)"
         )
 
     @staticmethod
@@ -640,7 +652,7 @@ class GatewayExecutor:
             self._folder_made = True
         msg_id = self._kc.execute(f"import os as _o; _o.chdir({self._folder!r}); del _o", silent=True,
                                   store_history=False)
-        until = time.monotonic() + self.config.startup_timeout
+        until = time.monotonic() + self.startup_timeout
         reply = None
         while time.monotonic() < until and reply is None:
             msg = self._get(self._kc.shell_channel, 0.2)
