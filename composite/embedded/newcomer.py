@@ -145,19 +145,42 @@ class _Runner:
     """One sandbox for the whole eval, with the newcomer CSV files uploaded."""
 
     def __init__(self) -> None:
+        self.sandbox: Any = None
+        self.failures = 0  # executions the sandbox could not run (counted as wrong)
+
+    def _start(self) -> Any:
         from ..sandbox import Sandbox
 
-        self.sandbox = Sandbox()
+        sandbox = Sandbox()
         for path in sorted(NEWCOMER_FILES.glob("*.csv")):
-            self.sandbox.upload(path.name, path.read_bytes())
+            sandbox.upload(path.name, path.read_bytes())
+        return sandbox
 
     def run(self, code: str) -> tuple[str, bool, int]:
-        """(stdout+result text, ran without error, images drawn)."""
-        result = self.sandbox.execute(code, timeout=30)
-        return result.text(("stdout", "result")).strip(), result.ok, len(result.images)
+        """(stdout+result text, ran without error, images drawn); a kernel that cannot be (re)started is
+        replaced once, then the case counts as wrong."""
+        from ..errors import SandboxError
+
+        for attempt in range(2):
+            try:
+                if self.sandbox is None:
+                    self.sandbox = self._start()
+                result = self.sandbox.execute(code, timeout=60)
+                return result.text(("stdout", "result")).strip(), result.ok, len(result.images)
+            except SandboxError:
+                self.close()
+                self.sandbox = None
+        self.failures += 1
+        return "", False, 0
 
     def close(self) -> None:
-        self.sandbox.shutdown()
+        from ..errors import SandboxError
+
+        if self.sandbox is not None:
+            try:
+                self.sandbox.shutdown()
+            except SandboxError:
+                pass  # already gone
 
 
 def _messages(case: NewcomerCase) -> tuple[list[Any], Any]:
@@ -170,8 +193,8 @@ def _messages(case: NewcomerCase) -> tuple[list[Any], Any]:
 
 
 def run_newcomer_eval(model_dir: Path = MODEL_DIR, cases: list[NewcomerCase] | None = None, run_code: bool = True,
-                      progress: bool = False) -> dict[str, Any]:
-    """Per-skill and overall accuracy on the newcomer set (percentages)."""
+                      progress: bool = False, on_row: Any = None) -> dict[str, Any]:
+    """Per-skill and overall accuracy on the newcomer set (percentages); on_row(row) sees each case's result."""
     from ..errors import ToolCallError
     from ..messages import Message
     from ..toolcall import parse_tool_call
@@ -200,6 +223,8 @@ def run_newcomer_eval(model_dir: Path = MODEL_DIR, cases: list[NewcomerCase] | N
                 row["call_ok"] = None
                 row["answer_ok"] = turn.kind == "text" and "MODEL_PATH" in turn.content and len(dialect.parse(ids)) == 1
                 rows.append(row)
+                if on_row is not None:
+                    on_row(row)
                 continue
             if case.mode == "tool":
                 ok = False
@@ -229,10 +254,14 @@ def run_newcomer_eval(model_dir: Path = MODEL_DIR, cases: list[NewcomerCase] | N
             else:
                 row["answer_ok"] = None
             rows.append(row)
+            if on_row is not None:
+                on_row(row)
     finally:
         if runner is not None:
             runner.close()
-    return summarize(rows, time.perf_counter() - started)
+    report = summarize(rows, time.perf_counter() - started)
+    report["sandbox_failures"] = runner.failures if runner is not None else None
+    return report
 
 
 def _pct(values: list[bool]) -> float | None:
