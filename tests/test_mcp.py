@@ -27,6 +27,7 @@ from tools.mcp import McpManager, ServerConfig, config_path, parse_config, regis
 
 SERVER = Path(__file__).with_name("mcp_server.py")
 PARAMS = SamplingParams(temperature=0)
+SLOW_START = "180"  # seconds for a server's handshake in these tests (not a measurement: a bound)
 
 
 def _stdio(*args: str, **env: str) -> dict:
@@ -90,10 +91,11 @@ def config_file(tmp_path_factory, http_url):
 @pytest.fixture(scope="module")
 def registry(config_file):
     os.environ["COMPOSITE_TEST_SECRET"] = "s3cret"  # must not reach the servers (see the env test)
+    os.environ["COMPOSITE_MCP_STARTUP_TIMEOUT"] = SLOW_START  # a loaded CI machine starts Python slowly
     try:
         registry, failures = build_registry(mcp_config=config_file)
     finally:
-        del os.environ["COMPOSITE_TEST_SECRET"]
+        del os.environ["COMPOSITE_TEST_SECRET"], os.environ["COMPOSITE_MCP_STARTUP_TIMEOUT"]
     assert failures == []
     yield registry
     registry.close()
@@ -117,6 +119,12 @@ def _state(registry, name):
 def test_bad_configs_are_clear_errors(data, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(data)
+
+
+def test_a_bad_startup_timeout_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("COMPOSITE_MCP_STARTUP_TIMEOUT", "soon")
+    with pytest.raises(ConfigError, match="COMPOSITE_MCP_STARTUP_TIMEOUT must be a positive number"):
+        McpManager([])
 
 
 def test_a_broken_config_file_is_reported_and_the_other_tools_load(tmp_path):
@@ -245,7 +253,7 @@ def test_a_server_that_never_answers_at_start_fails_by_name_and_is_stopped(tmp_p
 
 
 def test_child_servers_stop_when_the_session_closes(tmp_path):
-    manager = McpManager(parse_config({"mcpServers": {"one": _stdio("stdio")}})).start()
+    manager = McpManager(parse_config({"mcpServers": {"one": _stdio("stdio")}}), float(SLOW_START)).start()
     registry = ToolRegistry()
     registry.add_mcp(manager)
     pid = int(registry.call("pid", {}).observation())  # the only server: bare names
@@ -261,9 +269,9 @@ def test_child_servers_stop_with_the_app_even_without_close(tmp_path):
     config = tmp_path / "mcp.json"
     config.write_text(json.dumps({"mcpServers": {"solo": _stdio("stdio")}}))
     script = ("import sys; from tools import build_registry; r, _ = build_registry(mcp_config=sys.argv[1]); "
-              "print(r.call('pid', {}).observation())")
-    done = subprocess.run([sys.executable, "-c", script, str(config)], capture_output=True, text=True, timeout=120,
-                          cwd=SERVER.parent.parent)
+              "print([s.describe() for s in r.mcp.statuses()], file=sys.stderr); print(r.call('pid', {}).observation())")
+    done = subprocess.run([sys.executable, "-c", script, str(config)], capture_output=True, text=True, timeout=400,
+                          cwd=SERVER.parent.parent, env={**os.environ, "COMPOSITE_MCP_STARTUP_TIMEOUT": SLOW_START})
     assert done.returncode == 0, done.stderr[-2000:]
     assert _gone(int(done.stdout.strip().splitlines()[-1]))
 
@@ -289,7 +297,7 @@ def test_the_embedded_model_calls_an_mcp_tool(http_url):
     with no built-ins registered, the server's `calculator` keeps its bare name, which the model knows."""
     from composite.backends.local import load_model
 
-    manager = McpManager([ServerConfig("web", url=http_url)]).start()
+    manager = McpManager([ServerConfig("web", url=http_url)], float(SLOW_START)).start()
     registry = ToolRegistry()
     try:
         registry.add_mcp(manager)
@@ -332,7 +340,8 @@ def _cli(argv):
     return main(argv, out, err), out.getvalue(), err.getvalue()
 
 
-def test_cli_tools_lists_every_source_and_server_states(cli_config):
+def test_cli_tools_lists_every_source_and_server_states(cli_config, monkeypatch):
+    monkeypatch.setenv("COMPOSITE_MCP_STARTUP_TIMEOUT", SLOW_START)
     code, out, _ = _cli(["tools", "--json", "--mcp-config", str(cli_config)])
     lines = [json.loads(line) for line in out.splitlines()]
     tools = {line["name"]: line for line in lines if "name" in line}
@@ -345,7 +354,8 @@ def test_cli_tools_lists_every_source_and_server_states(cli_config):
     assert "MCP server 'dead' (stdio): failed" in text and "add: Add two integers.  [mcp:web]" in text
 
 
-def test_cli_tools_call_runs_one_tool_as_the_model_would(cli_config):
+def test_cli_tools_call_runs_one_tool_as_the_model_would(cli_config, monkeypatch):
+    monkeypatch.setenv("COMPOSITE_MCP_STARTUP_TIMEOUT", SLOW_START)
     code, out, err = _cli(["tools", "call", "add", '{"a": 2, "b": 40}', "--mcp-config", str(cli_config)])
     assert (code, out) == (0, "42\n") and "MCP server 'dead'" in err  # the failed server is named
     code, out, _ = _cli(["tools", "--mcp-config", str(cli_config), "call", "add", '{"a": 2}', "--json"])

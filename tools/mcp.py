@@ -44,7 +44,7 @@ __all__ = [
 CONFIG_ENV = "COMPOSITE_MCP_CONFIG"
 DEFAULT_CONFIG = "mcp.json"
 SEPARATOR = "__"  # registry name of an MCP tool: <server>__<tool>
-STARTUP_TIMEOUT = 30.0
+STARTUP_TIMEOUT = 30.0  # seconds a server has to answer the handshake; $COMPOSITE_MCP_STARTUP_TIMEOUT overrides
 _SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 _STDERR_TAIL = 600
 
@@ -273,19 +273,32 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _startup_timeout() -> float:
+    raw = os.environ.get("COMPOSITE_MCP_STARTUP_TIMEOUT", "").strip()
+    if not raw:
+        return STARTUP_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ConfigError(f"COMPOSITE_MCP_STARTUP_TIMEOUT must be a positive number of seconds, got {raw!r}")
+    return value
+
+
 class McpManager:
     """The MCP servers of one app or CLI session: started together, closed together (children included)."""
 
-    def __init__(self, servers: list[ServerConfig], startup_timeout: float = STARTUP_TIMEOUT) -> None:
+    def __init__(self, servers: list[ServerConfig], startup_timeout: float | None = None) -> None:
         self._servers = {config.name: _Server(config) for config in servers}
-        self.startup_timeout = startup_timeout
+        self.startup_timeout = startup_timeout if startup_timeout is not None else _startup_timeout()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
         self._lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, path: str | Path | None = None, startup_timeout: float = STARTUP_TIMEOUT) -> "McpManager | None":
+    def from_config(cls, path: str | Path | None = None, startup_timeout: float | None = None) -> "McpManager | None":
         """A started manager for the config found at path / $COMPOSITE_MCP_CONFIG / ./mcp.json (None when
         there is no config or it lists no server)."""
         found = config_path(path)
