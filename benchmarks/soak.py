@@ -146,7 +146,7 @@ class Session(threading.Thread):
             self.errors.append(f"session {self.index}: {type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}")
 
     def _drive(self, page) -> None:
-        ui.open_mode(page, self.url, "")
+        ui.open_mode(page, self.url, "", timeout=600_000)  # 8 first loads at once on a small machine
         current = "chat"
         visited = set()
         turn = 0

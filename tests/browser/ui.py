@@ -19,11 +19,11 @@ def keyed(page, key: str):
     return page.locator(f".st-key-{key}")
 
 
-def open_mode(page, base_url: str, mode: str = ""):
+def open_mode(page, base_url: str, mode: str = "", timeout: int = LONG):
     """Go to /<mode> and wait until the page has finished its first run."""
     page.goto(f"{base_url}/{mode}")
-    page.get_by_test_id("stChatInput").wait_for(timeout=LONG)
-    wait_idle(page)
+    page.get_by_test_id("stChatInput").wait_for(timeout=timeout)
+    wait_idle(page, timeout)
     return page
 
 
