@@ -25,8 +25,9 @@ MODULES = {
     "toolcall-validation": ("tools/calling.py", ["tests/test_toolcall.py", "tests/test_tools.py"],
                             "validation or registry_call or run_tool_call or observation", "*validate*"),
     "chatglm3-dialect": ("composite/dialects/chatglm3.py", ["tests/test_dialect.py"], "", ""),
-    "sampling": ("composite/backends/local.py", ["tests/test_catch_sampling.py", "tests/test_runtime.py"],
-                 "sampl or greedy or top_p or temperature", "*_pick*"),
+    "sampling": ("composite/backends/local.py", ["tests/test_catch_sampling.py"],
+                 "greedy_takes or repetition_penalty or smallest_set or scales_the_logits or seed_decides",
+                 "*LocalRuntime*_pick__*"),
     "sandbox-outputs": ("composite/sandbox/outputs.py", ["tests/test_catch_outputs.py"], "", ""),
 }
 SUPPORT = ["tests/__init__.py", "tests/conftest.py", "tests/helpers.py", "pytest.ini"]
