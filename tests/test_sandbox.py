@@ -44,7 +44,7 @@ def cfg(**overrides) -> SandboxConfig:
     """Small, fast limits for tests (the defaults are tested separately)."""
     base = dict(
         prestart=0,
-        timeout=20.0,
+        timeout=60.0,  # generous: the shared machine is often loaded; timeouts are tested explicitly
         interrupt_grace=3.0,
         startup_timeout=60.0,
         max_file_bytes=64 * MiB,
