@@ -23,6 +23,16 @@ CHROMIUM_ARGS = [
 ]
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started it dies (a killed test run leaves no server)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:  # not glibc Linux: the normal stop() path still applies
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -56,7 +66,7 @@ class StreamlitServer:
         ]
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(cmd, cwd=ROOT, env=child_env, stdout=self._log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=_die_with_parent)
         try:
             self._wait_healthy(start_timeout)
         except BaseException:
