@@ -148,7 +148,8 @@ def test_export_buttons_download_the_conversation_as_it_is_when_clicked(tiny_mod
     assert json.loads(downloads["chat-conversation.json"]) == [m.to_dict() for m in history]
     markdown = downloads["chat-conversation.md"].decode()
     assert "### user\n\nexport me" in markdown and f"### assistant\n\n{history[-1].content}" in markdown
-    assert {b.label for b in at.download_button} >= {"⬇️ Export JSON", "⬇️ Export Markdown"}
+    labels = [b.label for b in at.download_button]
+    assert any("Export JSON" in label for label in labels) and any("Export Markdown" in label for label in labels)
 
 
 @pytest.fixture
@@ -163,7 +164,7 @@ def test_upload_lands_in_the_workdir_and_is_named_to_the_model(code_page, downlo
     uploader = code_page.file_uploader(key="code_uploads")
     uploader.set_value([("data.csv", b"a,b\n1,2\n", "text/csv")]).run()
     assert not code_page.exception
-    assert any(b.label.startswith("⬇️ data.csv") for b in code_page.download_button)  # offered from the workdir
+    assert any("data.csv" in b.label for b in code_page.download_button)  # offered from the workdir
     assert downloads["data.csv"] == b"a,b\n1,2\n"
     code_page.chat_input[0].set_value("sum the columns").run()
     user = code_page.session_state["code_history"][1]
@@ -185,7 +186,7 @@ def test_a_file_the_code_writes_gets_a_download_button(code_page, downloads):
     code_page.session_state["code_decision"] = Decision("run")
     code_page.run()
     code_page.run()  # the sidebar lists the workdir before the turn runs: the next run shows the new file
-    assert any(b.label.startswith("⬇️ out.txt") for b in code_page.download_button)
+    assert any("out.txt" in b.label for b in code_page.download_button)
     assert downloads["out.txt"] == b"made in the sandbox"
 
 
