@@ -104,7 +104,7 @@ def _fail(message: str) -> None:
     first = "history_error" not in state or state["history_error"][0] != message
     state["history_error"] = (message, time.monotonic())
     if first:
-        st.toast(f"History is off: {message}. The conversation goes on without being saved.", icon="⚠️")
+        st.toast(f"History is off: {message}. The conversation goes on without being saved.", icon=":material/warning:")
 
 
 def problem() -> str:
@@ -380,7 +380,7 @@ def history_sidebar(mode: str) -> None:
         if not allowed:
             st.warning(why)
             return
-        st.button("➕ New conversation", key=f"{mode}_hist_new", on_click=new_conversation, args=(mode,),
+        st.button("New conversation", icon=":material/add:", key=f"{mode}_hist_new", on_click=new_conversation, args=(mode,),
                   width="stretch")
         missing = state.get(f"{mode}_missing")
         if missing and st.query_params.get("c") == missing:
@@ -412,4 +412,4 @@ def history_sidebar(mode: str) -> None:
             with c2.popover("⋯"):
                 st.text_input("Title", info.title, key=f"{mode}_hist_title_{info.id}")
                 st.button("Rename", key=f"{mode}_hist_rename_{info.id}", on_click=_rename, args=(mode, info.id))
-                st.button("🗑️ Delete", key=f"{mode}_hist_delete_{info.id}", on_click=_delete, args=(mode, info.id))
+                st.button("Delete", icon=":material/delete:", key=f"{mode}_hist_delete_{info.id}", on_click=_delete, args=(mode, info.id))

@@ -243,7 +243,7 @@ def render_call(message: Message) -> None:
             else:
                 st.code(code, language="python")
             if message.extra.get("edited"):
-                st.caption("✏️ edited by you before it ran")
+                st.caption(":material/edit: edited by you before it ran")
     else:
         label = f":material/build: {message.metadata}"
         args = message.extra.get("arguments")
@@ -376,11 +376,11 @@ def code_approval_controls(mode: str) -> None:
         edited = st.text_area("Code to run (editable)", call.code, height=200, key=box)
         c1, c2, c3 = st.columns(3)
         choice = None
-        if c1.button("▶️ Run", key=f"{mode}_approve_run"):
+        if c1.button("Run", icon=":material/play_arrow:", key=f"{mode}_approve_run"):
             choice = Decision("run")
-        if c2.button("✏️ Run edited", key=f"{mode}_approve_edited", disabled=not edited.strip()):
+        if c2.button("Run edited", icon=":material/edit:", key=f"{mode}_approve_edited", disabled=not edited.strip()):
             choice = Decision("edit", code=edited)
-        if c3.button("❌ Reject", key=f"{mode}_reject_code"):
+        if c3.button("Reject", icon=":material/close:", key=f"{mode}_reject_code"):
             choice = Decision("reject")
         if choice is not None:
             st.session_state[f"{mode}_decision"] = choice

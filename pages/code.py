@@ -97,10 +97,10 @@ def _file_downloads(executor) -> None:
         # character) gives a distinct, valid key
         digest = hashlib.sha256(item.path.encode("utf-8", "surrogateescape")).hexdigest()[:20]
         st.download_button(
-            f"⬇️ {_shown(item.path)} ({_size(item.size)})",
+            f"{_shown(item.path)} ({_size(item.size)})",
             functools.partial(executor.read_file, item.path, DOWNLOAD_LIMIT),
             _shown(item.name, 200),
-            key=f"code_dl_{digest}",
+            key=f"code_dl_{digest}", icon=":material/download:",
             disabled=too_big,
             help=f"larger than the {_size(DOWNLOAD_LIMIT)} download limit" if too_big else None,
             on_click="ignore",
