@@ -515,12 +515,6 @@ def _cmd_convert(args, out, err, stdin) -> int:
     return convert_cli(args.src, args.dst, args.dtype)
 
 
-def _cmd_bench(args, out, err, stdin) -> int:
-    from .bench import main as bench_main
-
-    return bench_main(args, out, err)
-
-
 def _cmd_serve(args, out, err, stdin) -> int:
     import os
 
@@ -542,25 +536,32 @@ def _cmd_serve(args, out, err, stdin) -> int:
     return 0
 
 
+def _cmd_export_hf(args, out, err, stdin) -> int:
+    from .backends.hf_export import export_hf
+    from .backends.local import resolve_model_path
+    from .embedded.data import tokenizer_check_texts
+
+    path = resolve_model_path(args.model)
+    folder = export_hf(path, args.dst, force=args.force, log=err, check_texts=tokenizer_check_texts())
+    out.write(f"wrote {folder}: serve it with `transformers serve {folder}` (or vLLM / SGLang)\n")
+    return 0
+
+
 def _cmd_runs(args, out, err, stdin) -> int:
     from .batch import runs_cli
 
     return runs_cli(args.action, args.ids, args.json, args.limit, out, err)
 
 
-def _cmd_export_hf(args, out, err, stdin) -> int:
-    from .backends.hf_export import export_hf
-    from .backends.local import resolve_model_path
+def _cmd_bench(args, out, err, stdin) -> int:
+    from .bench import main as bench_main
 
-    path = resolve_model_path(args.model)
-    folder = export_hf(path, args.dst, force=args.force, log=err)
-    out.write(f"wrote {folder}: serve it with `transformers serve {folder}` (or vLLM / SGLang)\n")
-    return 0
+    return bench_main(args, out, err)
 
 
 COMMANDS = {
-    "runs": _cmd_runs,
     "bench": _cmd_bench,
+    "runs": _cmd_runs,
     "chat": _cmd_chat,
     "tool": _cmd_tool,
     "code": _cmd_code,

@@ -24,7 +24,9 @@ GREEDY = SamplingParams(temperature=0, max_new_tokens=80)
 def exported(tmp_path_factory):
     from composite.backends.hf_export import export_hf
 
-    return export_hf(None, tmp_path_factory.mktemp("export") / "glm")
+    from composite.embedded.data import tokenizer_check_texts
+
+    return export_hf(None, tmp_path_factory.mktemp("export") / "glm", check_texts=tokenizer_check_texts())
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +55,14 @@ def test_the_folder_is_a_standard_hf_model_with_native_weights(exported, embedde
 
 
 def test_tokenizer_loads_without_remote_code_and_encodes_like_ours(exported, hf_tokenizer, embedded):
-    from composite.backends.hf_export import _sample_texts, check_tokenizer
+    from composite.backends.hf_export import GENERIC_CHECK_TEXTS, check_tokenizer
+    from composite.embedded.data import tokenizer_check_texts
     from composite.tokenizer import SPECIAL_TOKENS
 
     ours = embedded.dialect.tokenizer
     rng = random.Random(5)
     alphabet = "abc XYZ\n\t0123😀中文().,\"'[]{}_-=`<>|ñ"
-    texts = _sample_texts() + ["", " ", "a\n\nb", "\n", "tabs\tand\r\nCRLF", "emoji 😀", "x" * 500]
+    texts = tokenizer_check_texts() + GENERIC_CHECK_TEXTS + ["", " ", "a\n\nb", "\n", "tabs\tand\r\nCRLF", "emoji 😀", "x" * 500]
     texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 80))) for _ in range(400)]
     assert len(texts) > 900
     assert check_tokenizer(hf_tokenizer, ours, texts) == []

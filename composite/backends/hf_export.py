@@ -153,23 +153,24 @@ def check_tokenizer(fast: Any, ours: Any, texts: list[str]) -> list[str]:
     return bad
 
 
-def _sample_texts() -> list[str]:
-    """Realistic segments: the embedded model's own training conversations, split at special tokens."""
-    import random
-
-    from ..embedded.data import sample_conversation, tool_schemas
-    from ..dialects.chatglm3 import tools_text
-
-    rng = random.Random(7)
-    texts = [tools_text(tool_schemas(), None)]
-    for _ in range(60):
-        for m in sample_conversation(rng).messages():
-            texts.append(f"{m.metadata}\n{m.content}")
-    return texts
+GENERIC_CHECK_TEXTS = [
+    "", " ", "\n", "a\n\nb", "tabs\tand\r\nCRLF", "Hello, world! 12345 + 678 = 13023",
+    "天气怎么样？北京 上海 成都", "tool_call(city=\"São Paulo\", n=3.5)", "```python\nprint(1)\n```",
+    "emoji 😀 and accents: Reykjavík, Zürich", "x" * 500,
+]
 
 
-def export_hf(src: str | Path | None, dst: str | Path, force: bool = False, log: TextIO | None = None) -> Path:
-    """Write the model at `src` (None: the embedded model) as a Hugging Face folder at `dst`."""
+def export_hf(
+    src: str | Path | None,
+    dst: str | Path,
+    force: bool = False,
+    log: TextIO | None = None,
+    check_texts: list[str] | None = None,
+) -> Path:
+    """Write the model at `src` (None: the embedded model) as a Hugging Face folder at `dst`.
+
+    The converted tokenizer must encode `GENERIC_CHECK_TEXTS` and `check_texts` (the CLI passes the
+    embedded generator's conversations) exactly as ours does, or nothing is written."""
     from ..tokenizer import ChatGLMTokenizer
     from .local import EMBEDDED_MODEL_DIR
 
@@ -196,7 +197,7 @@ def export_hf(src: str | Path | None, dst: str | Path, force: bool = False, log:
     model_file = source / "tokenizer.model"
     ours = ChatGLMTokenizer(model_file)
     fast = build_fast_tokenizer(model_file, chat_template(marker.get("tools_indent", 4)))
-    bad = check_tokenizer(fast, ours, _sample_texts())
+    bad = check_tokenizer(fast, ours, GENERIC_CHECK_TEXTS + list(check_texts or []))
     if bad:
         raise ModelLoadError(f"the converted tokenizer differs from the model's on {len(bad)} sample text(s), "
                              f"e.g. {bad[0][:80]!r}; not exporting a tokenizer that would change the ids")

@@ -837,3 +837,16 @@ def tokenizer_corpus(seed: int = 1234, n: int = 6000) -> list[str]:
         for msg in conv.messages():
             texts.append(msg.metadata + "\n" + msg.content)
     return texts
+
+
+def tokenizer_check_texts(count: int = 60, seed: int = 7) -> list[str]:
+    """Realistic message segments (the tools text, then each message's metadata line and content) from
+    the generator's conversations: what `export-hf` checks its converted tokenizer against."""
+    from ..dialects.chatglm3 import tools_text
+
+    rng = random.Random(seed)
+    texts = [tools_text(tool_schemas(), None)]
+    for _ in range(count):
+        for m in sample_conversation(rng).messages():
+            texts.append(f"{m.metadata}\n{m.content}")
+    return texts
