@@ -163,3 +163,17 @@ def test_model_path_comes_from_environment(monkeypatch):
     monkeypatch.setenv("MODEL_PATH", "/models/chatglm3-6b")
     assert resolve_model_path(None) == "/models/chatglm3-6b"
     assert resolve_model_path("/explicit") == "/explicit"
+
+
+def test_an_abandoned_stream_leaves_autograd_as_it_was(tiny_runtime):
+    """Inference mode must not leak into the consumer's thread between tokens or after a break
+    (it once did, and a later training step in the same thread failed: no grad_fn)."""
+    import torch
+
+    stream = tiny_runtime.generate_ids([5, 6, 7, 8], SamplingParams(temperature=0, max_new_tokens=5))
+    next(stream)
+    assert not torch.is_inference_mode_enabled() and torch.is_grad_enabled()
+    del stream
+    weight = torch.ones(2, requires_grad=True)
+    (weight * 2).sum().backward()
+    assert weight.grad is not None

@@ -201,22 +201,23 @@ class LocalRuntime:
         self.last_prefill_tokens = len(pending)
         consistent = True  # False while a forward pass may have half-updated the cache
         try:
-            with torch.inference_mode():
-                for _ in range(limit):
-                    if stop is not None and stop.is_set():
-                        return
-                    consistent = False
+            # inference mode only around the model's work, never across a yield: a mode entered in
+            # a generator stays on in the consumer's thread while it is suspended (or abandoned)
+            for _ in range(limit):
+                if stop is not None and stop.is_set():
+                    return
+                consistent = False
+                with torch.inference_mode():
                     out = self.model(input_ids=torch.tensor([pending], device=device), past_key_values=cache,
                                      use_cache=True, logits_to_keep=1)
                     fed.extend(pending)
                     consistent = True
-                    logits = out.logits[0, -1].float()
-                    token = self._pick(logits, seen, params, generator)
-                    yield token
-                    if token in stop_ids:
-                        return
-                    seen[token] = True
-                    pending = [token]
+                    token = self._pick(out.logits[0, -1].float(), seen, params, generator)
+                yield token
+                if token in stop_ids:
+                    return
+                seen[token] = True
+                pending = [token]
         finally:
             if consistent:
                 self.prefix_cache.put(fed, cache, key)
@@ -237,23 +238,25 @@ class LocalRuntime:
                 self._compiled_step = torch.compile(self.model.forward, mode="reduce-overhead", fullgraph=True)
             step = self._compiled_step
         self.last_prefill_tokens = len(prompt_ids)
-        with torch.inference_mode():
+        with torch.inference_mode():  # as in generate_ids: never held across a yield
             cache.reset()  # its buffers are inference tensors: zeroed in inference mode
             out = self.model(input_ids=torch.tensor([prompt_ids], device=device), past_key_values=cache,
                              cache_position=torch.arange(len(prompt_ids), device=device), use_cache=True,
                              logits_to_keep=1)
-            position = len(prompt_ids)
-            for i in range(limit):
-                if stop is not None and stop.is_set():
-                    return
+        position = len(prompt_ids)
+        for i in range(limit):
+            if stop is not None and stop.is_set():
+                return
+            with torch.inference_mode():
                 token = self._pick(out.logits[0, -1].float(), seen, params, generator)
-                yield token
-                if token in stop_ids or i == limit - 1:
-                    return
-                seen[token] = True
+            yield token
+            if token in stop_ids or i == limit - 1:
+                return
+            seen[token] = True
+            with torch.inference_mode():
                 out = step(input_ids=torch.tensor([[token]], device=device), past_key_values=cache,
                            cache_position=torch.tensor([position], device=device), use_cache=True)
-                position += 1
+            position += 1
 
     @staticmethod
     def _pick(logits, seen, params: SamplingParams, generator) -> int:
