@@ -218,14 +218,9 @@ class Session(threading.Thread):
 def machine() -> dict:
     import psutil
 
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from composite.bench import cpu_model
+
+    cpu = cpu_model() or platform.processor() or ""
     return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
             "load_average_at_start": [round(x, 1) for x in os.getloadavg()], "python": platform.python_version()}
 

@@ -34,7 +34,7 @@ from urllib.parse import quote, urlsplit
 from composite.errors import ConfigError, GatewayError
 from composite.sandbox.base import ExecutorStatus
 from composite.sandbox.config import SandboxConfig
-from composite.sandbox.files import WorkFile, safe_name
+from composite.sandbox.files import WorkFile, remove_tree, safe_name
 from composite.sandbox.outputs import STDIN_NOTE, ExecutionResult, Output, OutputCollector, cut_middle
 
 __all__ = ["GatewayExecutor", "FILES_UNAVAILABLE", "gateway_from_env"]
@@ -462,9 +462,7 @@ class GatewayExecutor:
         if km is not None and km.kernel_id is not None:
             self._shutdown_kernel(km)
         self._km = None
-        import shutil
-
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        remove_tree(self.workdir)
 
     close = shutdown
 
