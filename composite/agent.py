@@ -152,6 +152,8 @@ class Agent:
         self.code_timeout = code_timeout
         self.policy = policy
         self.observation_chars = observation_chars
+        # seconds an interrupted run gets to return its partial output when the consumer stops listening
+        self.interrupt_wait = float(getattr(getattr(sandbox, "config", None), "interrupt_grace", 5.0)) + 2.0
 
     # -- what the model sees -------------------------------------------------------------------
     def tools(self) -> list[dict[str, Any]] | None:
@@ -194,7 +196,13 @@ class Agent:
                     yield ApprovalNeeded(needs[0], calls)
                     yield Done("awaiting_approval")
                     return
-                observations = yield from self._live(lambda: self._observe_all(calls, decision))
+                try:
+                    observations = yield from self._live(lambda: self._observe_all(calls, decision))
+                except GeneratorExit:
+                    # the consumer left mid-run (an Interrupt or Stop button): the interrupted run's output
+                    # still becomes its observation, so every call keeps its answer and the history goes on
+                    history.extend(observation.message for observation in self._abandoned_observations(calls))
+                    raise
                 for observation in observations:
                     history.append(observation.message)
                     yield observation
@@ -296,6 +304,8 @@ class Agent:
                 if self.mode != "code":
                     text = "Error: code execution is not available in this mode; call one of the listed tools."
                     results[index] = self._error_observation(call, text)
+                elif (getattr(self, "_abandoned", None) or {}).get("left", threading.Event()).is_set():
+                    results[index] = self._not_run(call)
                 else:
                     results[index] = self._run_code(call.code)
             else:
@@ -364,7 +374,14 @@ class Agent:
             finally:
                 events.put(done)
 
-        self._sink = events.put
+        seen: list[Any] = []  # the outputs so far, for an observation if the consumer leaves mid-run
+
+        def sink(event: OutputDelta) -> None:
+            seen.append(event.output)
+            events.put(event)
+
+        self._sink = sink
+        self._abandoned = {"box": box, "outputs": seen, "left": threading.Event()}
         worker = threading.Thread(target=target, name="agent-code", daemon=True)
         started = time.monotonic()
         worker.start()
@@ -383,11 +400,47 @@ class Agent:
         finally:
             self._sink = None
             if not finished:
+                self._abandoned["left"].set()  # later code calls of this turn are not started
                 with contextlib.suppress(SandboxError):
                     self.sandbox.interrupt()
+                # a moment for the interrupted code to answer, so its partial output can be recorded
+                worker.join(self.interrupt_wait)
         if "error" in box:
             raise box["error"]
         return box["value"]
+
+    _INTERRUPTED_NOTE = "Interrupted by the user: the output up to the interrupt is kept for the model."
+
+    def _abandoned_observations(self, calls: list[ToolCall]) -> list[Observation]:
+        """The observations of a run the consumer left: what the interrupted code returned (or, if it has not
+        answered the interrupt yet, what it had printed so far), each marked as interrupted by the user."""
+        state = getattr(self, "_abandoned", None) or {}
+        observations = (state.get("box") or {}).get("value")
+        if not isinstance(observations, list):  # still running: build the observations from its outputs so far
+            from .sandbox.outputs import ExecutionResult
+
+            partial = ExecutionResult(list(state.get("outputs") or []), "interrupted", "interrupted by the user", 0.0)
+            observations = [self._not_run(call) for call in calls]
+            first_code = next((i for i, c in enumerate(calls) if c.kind == "code" and not c.error), None)
+            if first_code is not None and self.mode == "code":
+                images = [o.filename for o in partial.outputs if getattr(o, "filename", "")]
+                extra = {"status": "interrupted", "images": images, "interrupted": True, "note": self._INTERRUPTED_NOTE}
+                observations[first_code] = Observation(
+                    Message("observation", partial.observation(self.observation_chars), extra=extra), ok=False)
+            for call, observation in zip(calls, observations):
+                if call.call_id:
+                    observation.message.extra["call_id"] = call.call_id
+        for observation in observations:
+            extra = observation.message.extra
+            if extra.get("status") not in (None, "ok") and not extra.get("interrupted"):
+                extra.update(interrupted=True, note=self._INTERRUPTED_NOTE)
+                observation.message.content += "\n[the user interrupted this run; the output above is all it produced]"
+        return observations
+
+    @staticmethod
+    def _not_run(call: ToolCall) -> Observation:
+        text = f"[not run: the user interrupted the run before {call.name} was reached]"
+        return Observation(Message("observation", text, extra={"status": "interrupted", "interrupted": True}), ok=False)
 
     def _run_code(self, code: str) -> Observation:
         if not code.strip():

@@ -69,3 +69,55 @@ def test_restart_kernel_clears_variables(code_page):
     _pending(code_page, "print(y)")
     code_page.run()
     assert "NameError" in code_page.session_state["code_history"][3].content
+
+
+def _press_during_run(at, key, when):
+    """Press the button `key` while the page is still running, once `when(live_output)` holds: the
+    browser's request (a rerun with that button's trigger set), sent from inside the script run."""
+    from streamlit.proto.WidgetStates_pb2 import WidgetStates
+    from streamlit.runtime.scriptrunner import RerunData, get_script_run_ctx
+
+    from pages import _shared
+
+    states = WidgetStates()
+    states.CopyFrom(at._tree.get_widget_states())
+    button_id = at.button(key=key).id
+    for widget in states.widgets:
+        if widget.id == button_id:
+            widget.trigger_value = True
+    pressed: list[bool] = []
+    update = _shared._LiveOutput.update
+
+    def watching(self, event):
+        update(self, event)
+        if not pressed and when(self):
+            pressed.append(True)
+            get_script_run_ctx().script_requests.request_rerun(RerunData(widget_states=states))
+
+    return pressed, watching
+
+
+def test_interrupt_keeps_the_runs_partial_output_as_an_observation(code_page, monkeypatch):
+    from pages import _shared
+
+    pressed, watching = _press_during_run(code_page, "code_interrupt", lambda live: "partial-7f3" in live._text)
+    monkeypatch.setattr(_shared._LiveOutput, "update", watching)
+    _pending(code_page, "import time\nprint('partial-7f3', flush=True)\ntime.sleep(300)\nprint('never-' + '9c1')")
+    code_page.run(timeout=120)
+    assert not code_page.exception, code_page.exception
+    assert pressed, "the run ended before the interrupt was pressed"
+    history = code_page.session_state["code_history"]
+    assert [m.role for m in history] == ["system", "user", "assistant", "observation"]
+    observation = history[3]
+    assert "partial-7f3" in observation.content and "never-9c1" not in observation.content
+    assert "interrupted" in observation.content and observation.extra["interrupted"] is True
+    assert any("Interrupted by the user" in w.value for w in code_page.warning)  # shown on the page too
+    # the conversation goes on: the kernel is free again and the next question reaches the model
+    monkeypatch.undo()
+    code_page.chat_input[0].set_value("and now?").run()
+    assert not code_page.exception, code_page.exception
+    roles = [m.role for m in code_page.session_state["code_history"]]
+    assert roles[:5] == ["system", "user", "assistant", "observation", "user"] and len(roles) > 5
+    _pending(code_page, "print(6 * 7)")
+    code_page.run()
+    assert code_page.session_state["code_history"][3].content.strip() == "42"
