@@ -28,8 +28,8 @@ STREAM_INTERVAL = 0.05  # seconds between placeholder updates while streaming
 
 # -- the model: one per process, shared by every page and session -----------------------------------
 @st.cache_resource(show_spinner=False, max_entries=1)
-def _cached_runtime(path: str | None, device: str, dtype: str, quantize: int | None):
-    return load_model(path, device=device, dtype=dtype, quantize=quantize)
+def _cached_runtime(path: str | None, device: str, dtype: str, quantize: int | None, engine: str = "auto"):
+    return load_model(path, device=device, dtype=dtype, quantize=quantize, engine=engine)
 
 
 def model_sidebar():
@@ -52,17 +52,25 @@ def model_sidebar():
         st.selectbox("Device", ["auto", "cuda", "mps", "cpu"], key="model_device")
         st.selectbox("Precision", ["auto", "float16", "bfloat16", "float32"], key="model_dtype")
         st.selectbox("Quantize (CUDA)", [None, 4, 8], key="model_quantize", format_func=lambda q: q and f"{q}-bit" or "off")
+        engines = ["auto", "torch", "numpy"]
+        wanted = os.environ.get("COMPOSITE_ENGINE", "").strip().lower()
+        state.setdefault("model_engine", wanted if wanted in engines else "auto")
+        st.selectbox("Engine", engines, key="model_engine",
+                     help="auto: a small GLM such as the embedded model runs in NumPy (no torch import); "
+                          "torch: always transformers. Also set by COMPOSITE_ENGINE.")
     path = state.model_path.strip() or None
     try:
         with st.spinner(f"Loading {path or 'the embedded model'}…"):
-            runtime = _cached_runtime(path, state.model_device, state.model_dtype, state.model_quantize)
+            runtime = _cached_runtime(path, state.model_device, state.model_dtype, state.model_quantize,
+                                      state.get("model_engine", "auto"))
     except CompositeError as exc:
         st.error(f"Model not loaded: {exc}")
         return None
     info = runtime.info
     st.sidebar.caption(
         f"**{info.name}** · {info.parameters / 1e6:,.1f} M params · {info.device} {info.dtype}"
-        f"{f' · {info.quantize}-bit' if info.quantize else ''} · context {info.context_length} · "
+        f"{f' · {info.quantize}-bit' if info.quantize else ''}{' · NumPy engine' if info.engine == 'numpy' else ''}"
+        f" · context {info.context_length} · "
         f"dialect `{info.dialect}`"
     )
     return runtime
@@ -276,10 +284,15 @@ def render_observation(message: Message, workdir: Path | None = None) -> None:
             st.image(base64.b64decode(image["data"]), caption=f"image {index + 1} ({image['mime_type']})")
 
 
+def show_user_message(text: str) -> None:
+    """The user's words as they typed them: plain text, never Markdown or HTML (`9**9**9` stays `9**9**9`)."""
+    st.chat_message("user").text(text)
+
+
 def render_history(msgs: list[Message], workdir: Path | None = None) -> None:
     for message in msgs[1:]:
         if message.role == "user":
-            st.chat_message("user").markdown(message.content)
+            show_user_message(message.content)
         elif message.role == "assistant":
             with st.chat_message("assistant"):
                 if message.metadata:
@@ -566,7 +579,7 @@ def start_turn(mode: str, runtime, prompt: str | None, wanted: bool) -> bool:
         _app.hide_welcome()
         prompt = _history.note_for_model(mode, prompt)  # a reopened code conversation: variables were lost
         history(mode).append(Message("user", prompt))
-        st.chat_message("user").markdown(prompt)
+        show_user_message(prompt)
         _history.save(mode)
     return True
 

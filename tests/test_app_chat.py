@@ -44,6 +44,20 @@ def test_send_streams_a_reply_into_the_history(chat):
     assert [m.name for m in chat.chat_message][:2] == ["user", "assistant"]
 
 
+def _user_bubbles(at) -> list[tuple[list[str], list[str]]]:
+    """(plain texts, markdown sources) of each user message on the page."""
+    return [([t.value for t in m.text], [md.value for md in m.markdown]) for m in at.chat_message if m.name == "user"]
+
+
+def test_user_messages_are_shown_as_typed_not_as_markdown(chat):
+    typed = "is 9**9**9 big? <b>x</b> _y_ :red[z] $a$ # not a title"
+    chat.chat_input[0].set_value(typed).run()
+    assert not chat.exception
+    assert _user_bubbles(chat) == [([typed], [])]  # the run that sends it
+    chat.run()
+    assert _user_bubbles(chat) == [([typed], [])]  # drawn again from the history
+
+
 def test_empty_prompt_is_ignored(chat):
     chat.chat_input[0].set_value("   ").run()
     assert [m.role for m in _history(chat)] == ["system"]

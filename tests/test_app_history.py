@@ -61,14 +61,18 @@ def test_a_sent_message_is_stored_and_the_url_names_it(tiny_model_dir, monkeypat
 
 
 def test_the_url_reopens_the_conversation_after_a_reload(tiny_model_dir, monkeypatch, store):
-    sent = [Message("system", "be brief"), Message("user", "first question"), Message("assistant", "first answer")]
+    sent = [Message("system", "be brief"), Message("user", "first question: 9**9**9?"),
+            Message("assistant", "first answer")]
     info = store.create_conversation("chat", sent)
     at = _page("chat", tiny_model_dir, monkeypatch, conv=info.id)  # a new session: reload, bookmark, restart
     assert at.session_state["chat_history"] == sent
-    assert [m.markdown[0].value for m in at.chat_message] == ["first question", "first answer"]
+    user, answer = at.chat_message
+    # the user's words come back literally (plain text, no Markdown eating the **), the answer as Markdown
+    assert [t.value for t in user.text] == ["first question: 9**9**9?"] and not user.markdown
+    assert answer.markdown[0].value == "first answer"
     assert at.text_area(key="chat_system").value == "be brief"
     _fast(at).chat_input[0].set_value("second question").run()
-    assert [m.content for m in store.get(info.id).messages][:4] == ["be brief", "first question", "first answer",
+    assert [m.content for m in store.get(info.id).messages][:4] == ["be brief", "first question: 9**9**9?", "first answer",
                                                                      "second question"]
     assert len(store.list("chat")) == 1  # continued, not copied
 
