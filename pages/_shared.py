@@ -541,16 +541,32 @@ STARTERS = {
 }
 
 
+_starters = threading.local()  # this script run's row of starter prompts, removed when the conversation starts
+
+
 def starter_prompts(mode: str, history: list) -> None:
     """A row of example prompts while the conversation is empty; a click sends it like a typed message."""
+    _starters.slot = None
     if len(history) > 1 or st.session_state.get(f"{mode}_starter"):  # index 0 is the system message
         return
     examples = STARTERS.get(mode, [])
-    columns = st.columns(len(examples)) if examples else []
-    for index, (column, example) in enumerate(zip(columns, examples)):
-        if column.button(example, key=f"{mode}_starter_{index}", icon=":material/lightbulb:", use_container_width=True):
-            st.session_state[f"{mode}_starter"] = example
-            st.rerun()
+    if not examples:
+        return
+    _starters.slot = st.empty()  # hide_starters() clears it when the first message is sent in this run
+    with _starters.slot.container():
+        for index, (column, example) in enumerate(zip(st.columns(len(examples)), examples)):
+            if column.button(example, key=f"{mode}_starter_{index}", icon=":material/lightbulb:",
+                             use_container_width=True):
+                st.session_state[f"{mode}_starter"] = example
+                st.rerun()
+
+
+def hide_starters() -> None:
+    """The conversation starts in this run: remove the starter prompts drawn above it."""
+    slot = getattr(_starters, "slot", None)
+    _starters.slot = None
+    if slot is not None:
+        slot.empty()
 
 
 def user_input(mode: str, placeholder: str) -> str | None:
@@ -577,6 +593,7 @@ def start_turn(mode: str, runtime, prompt: str | None, wanted: bool) -> bool:
         return False
     if prompt:
         _app.hide_welcome()
+        hide_starters()
         prompt = _history.note_for_model(mode, prompt)  # a reopened code conversation: variables were lost
         history(mode).append(Message("user", prompt))
         show_user_message(prompt)

@@ -58,6 +58,23 @@ def test_user_messages_are_shown_as_typed_not_as_markdown(chat):
     assert _user_bubbles(chat) == [([typed], [])]  # drawn again from the history
 
 
+def test_starter_prompts_show_only_while_the_conversation_is_empty(chat):
+    def starters(at):
+        return [b.label for b in at.button if (b.key or "").startswith("chat_starter_")]
+
+    assert len(starters(chat)) == 3
+    chat.chat_input[0].set_value("hello").run()
+    assert not starters(chat)  # gone in the very run that starts the conversation
+    chat.run()
+    assert not starters(chat)
+    chat.button(key="chat_clear").click().run()
+    assert len(starters(chat)) == 3  # empty again
+    first = starters(chat)[0]
+    chat.button(key="chat_starter_0").click().run()  # a clicked starter is sent like a typed message
+    assert not chat.exception and not starters(chat)
+    assert chat.session_state["chat_history"][1].content == first
+
+
 def test_empty_prompt_is_ignored(chat):
     chat.chat_input[0].set_value("   ").run()
     assert [m.role for m in _history(chat)] == ["system"]
