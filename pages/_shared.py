@@ -323,6 +323,18 @@ class _LiveView:
     def __init__(self) -> None:
         self._bubble = None
         self._placeholder = None
+        self._running: list = []  # the "running …" lines of calls not yet answered
+
+    def running(self, what: str) -> None:
+        """Say that a call runs, until its observation arrives (or the run ends)."""
+        slot = self.bubble.empty()
+        slot.caption(f"running {what}…")
+        self._running.append(slot)
+
+    def done_running(self) -> None:
+        for slot in self._running:
+            slot.empty()
+        self._running.clear()
 
     @property
     def bubble(self):
@@ -340,6 +352,7 @@ class _LiveView:
             self._placeholder.empty()
 
     def observation(self, message: Message, workdir: Path | None) -> None:
+        self.done_running()
         with st.chat_message("assistant", avatar=":material/attach_file:"):
             render_observation(message, workdir)
         self._bubble = None
@@ -433,7 +446,7 @@ def run_agent(mode: str, agent: Agent, params: SamplingParams, decision: Decisio
                         st.markdown(event.message.content)
                 _history.save(mode, agent, params)  # committed as each message completes
             elif isinstance(event, ev.ToolCall):
-                view.bubble.caption(f"running {'code' if event.kind == 'code' else event.name}…")
+                view.running("code" if event.kind == "code" else event.name)
             elif isinstance(event, (ev.OutputDelta, ev.CodeRunning)):
                 live = live or _LiveOutput(view.bubble)
                 live.update(event)
@@ -451,6 +464,7 @@ def run_agent(mode: str, agent: Agent, params: SamplingParams, decision: Decisio
                 (view.bubble.warning if event.level == "warning" else view.bubble.info)(event.message)
             elif isinstance(event, ev.Failure):
                 view.bubble.error(event.message)
+        view.done_running()  # nothing runs any more (a call left without an observation included)
     except CompositeError as exc:
         st.error(f"Generation failed: {exc}")
     finally:

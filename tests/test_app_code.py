@@ -121,3 +121,11 @@ def test_interrupt_keeps_the_runs_partial_output_as_an_observation(code_page, mo
     _pending(code_page, "print(6 * 7)")
     code_page.run()
     assert code_page.session_state["code_history"][3].content.strip() == "42"
+
+
+def test_no_running_caption_is_left_once_the_run_has_finished(code_page):
+    _pending(code_page, "import time\ntime.sleep(1.5)\nprint('finished-4e2')")  # long enough for the live timer
+    code_page.run()
+    assert not code_page.exception, code_page.exception
+    assert code_page.session_state["code_history"][3].content.strip() == "finished-4e2"
+    assert not [c.value for c in code_page.caption if c.value.startswith("running")]

@@ -45,6 +45,7 @@ def test_ask_before_running_then_approve_runs_the_tool(tool_page):
     assert not tool_page.exception
     history = tool_page.session_state["tool_history"]
     assert history[3].role == "observation" and history[3].content == "42"
+    assert not [c.value for c in tool_page.caption if c.value.startswith("running")]  # answered: no "running …" left
 
 
 def test_reject_sends_a_declined_observation(tool_page):
