@@ -172,8 +172,9 @@ with st.sidebar:
                     st.error(f"Upload failed: {exc}")
                     continue
                 st.session_state.setdefault("code_new_files", []).append(seen[upload.file_id])
-        _file_downloads(sandbox)
+        files_slot = st.container()  # filled at the end of the run: a file the code writes is listed at once
     else:
+        files_slot = None
         st.info(getattr(sandbox, "files_note", "") or "file transfer is unavailable for this executor")
 
 ui.system_sidebar(MODE)
@@ -197,3 +198,6 @@ if ui.start_turn(MODE, runtime, prompt, wanted):
     agent = Agent(runtime, MODE, sandbox=sandbox, max_rounds=int(max_rounds), code_timeout=float(timeout),
                   policy="ask" if ask else "auto")
     ui.run_agent(MODE, agent, params, decision, workdir=sandbox.workdir)
+if files_slot is not None:
+    with files_slot:
+        _file_downloads(sandbox)

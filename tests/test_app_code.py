@@ -129,3 +129,14 @@ def test_no_running_caption_is_left_once_the_run_has_finished(code_page):
     assert not code_page.exception, code_page.exception
     assert code_page.session_state["code_history"][3].content.strip() == "finished-4e2"
     assert not [c.value for c in code_page.caption if c.value.startswith("running")]
+
+
+def test_a_file_the_run_writes_is_listed_right_after_that_run(code_page):
+    def listed():
+        return [b.proto.label for b in code_page.sidebar.get("download_button")]
+
+    assert not any("made-5b1.txt" in label for label in listed())
+    _pending(code_page, "open('made-5b1.txt', 'w').write('made')\nprint('written')")
+    code_page.run()
+    assert code_page.session_state["code_history"][3].content.strip() == "written"
+    assert any("made-5b1.txt" in label for label in listed())  # this run's file, not one run late

@@ -184,8 +184,7 @@ def test_a_file_the_code_writes_gets_a_download_button(code_page, downloads):
         Message("assistant", "```python\nopen('out.txt', 'w').write('made in the sandbox')\n```", "interpreter"),
     ]
     code_page.session_state["code_decision"] = Decision("run")
-    code_page.run()
-    code_page.run()  # the sidebar lists the workdir before the turn runs: the next run shows the new file
+    code_page.run()  # the sidebar's file list is drawn after the turn: the new file is offered at once
     assert any("out.txt" in b.label for b in code_page.download_button)
     assert downloads["out.txt"] == b"made in the sandbox"
 
