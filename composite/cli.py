@@ -33,6 +33,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     g.add_argument("--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"])
     g.add_argument("--quantize", type=int, choices=[4, 8], help="bitsandbytes quantization (CUDA only)")
+    g.add_argument("--engine", choices=["auto", "torch", "numpy"], default=None,
+                   help="local: auto (default; $COMPOSITE_ENGINE overrides) runs a small GLM such as the embedded "
+                        "model in NumPy without importing torch; torch: always transformers")
     s = p.add_argument_group("sampling")
     s.add_argument("--system", help="system prompt (default: the mode's own)")
     s.add_argument("--max-new-tokens", type=int, default=512)
@@ -123,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     srv.add_argument("--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"])
     srv.add_argument("--quantize", type=int, choices=[4, 8], help="bitsandbytes quantization (CUDA only)")
+    srv.add_argument("--engine", choices=["auto", "torch", "numpy"], default=None,
+                     help="auto (default; $COMPOSITE_ENGINE overrides): NumPy for a small GLM such as the embedded model")
 
     exp = sub.add_parser("export-hf", help="write the model as a standard Hugging Face folder (for vLLM, "
                                            "transformers serve...)")
@@ -176,7 +181,8 @@ def _load(args: argparse.Namespace, err: TextIO):
     path = resolve_model_path(args.model)
     err.write(f"loading {path or 'the embedded model'} ...\n")
     err.flush()
-    runtime = load_model(path, device=args.device, dtype=args.dtype, quantize=args.quantize)
+    engine = args.engine or os.environ.get("COMPOSITE_ENGINE", "").strip() or "auto"
+    runtime = load_model(path, device=args.device, dtype=args.dtype, quantize=args.quantize, engine=engine)
     err.write(f"{runtime.info.summary()} (loaded in {runtime.info.load_seconds:.1f} s)\n")
     return runtime
 
@@ -527,7 +533,8 @@ def _cmd_serve(args, out, err, stdin) -> int:
                   "set --api-key\n")
     path = resolve_model_path(args.model)
     err.write(f"loading {path or 'the embedded model'} ...\n")
-    runtime = load_model(path, device=args.device, dtype=args.dtype, quantize=args.quantize)
+    runtime = load_model(path, device=args.device, dtype=args.dtype, quantize=args.quantize,
+                         engine=args.engine or os.environ.get("COMPOSITE_ENGINE", "").strip() or "auto")
     name = args.served_model_name or runtime.info.name
     err.write(f"{runtime.info.summary()}\nserving {name!r} on http://{args.host}:{args.port}/v1 "
               f"({'API key required' if api_key else 'no API key'}); Ctrl-C stops\n")

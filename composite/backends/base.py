@@ -31,13 +31,15 @@ class ModelInfo:
     quantize: int | None = None
     load_seconds: float = 0.0
     backend: str = "local"
+    engine: str = "torch"  # local backends: "torch" or "numpy" (numpy_glm.py)
 
     def summary(self) -> str:
         if self.backend != "local":
             return f"{self.name} · {self.backend} server {self.path} · dialect {self.dialect}"
         quant = f", {self.quantize}-bit" if self.quantize else ""
+        engine = " (NumPy engine)" if self.engine == "numpy" else ""
         return (
-            f"{self.name} · {self.parameters / 1e6:,.1f} M parameters · {self.device} {self.dtype}{quant} · "
+            f"{self.name} · {self.parameters / 1e6:,.1f} M parameters · {self.device} {self.dtype}{quant}{engine} · "
             f"context {self.context_length} · dialect {self.dialect}"
         )
 

@@ -37,6 +37,8 @@ __all__ = [
 EMBEDDED_MODEL_DIR = Path(__file__).resolve().parent.parent / "embedded" / "model"
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
+# auto: the NumPy engine for a small GLM on the CPU (no torch import), torch otherwise
+ENGINES = ("auto", "torch", "numpy")
 # The least room left for the answer when the history is trimmed to fit max_length.
 MIN_ANSWER_TOKENS = 64
 # Below this size a CPU model decodes fastest on one thread (see _tune_cpu_threads).
@@ -371,16 +373,22 @@ def load_model(
     quantize: int | None = None,
     progress: bool = False,
     fast: bool | None = None,
+    engine: str | None = None,
 ) -> LocalRuntime:
     """Load a model folder (None: the embedded default model) and return its runtime.
 
     Supported: the embedded model, ChatGLM3 checkpoints in their original layout (mapped onto
     transformers' GlmForCausalLM without remote code), converted ChatGLM3 folders, and any causal
-    LM whose tokenizer has a chat template.
+    LM whose tokenizer has a chat template. `engine` (default $COMPOSITE_ENGINE, else "torch"):
+    "numpy" runs a small GLM in NumPy without importing torch (see numpy_glm.py); "auto" does so
+    when the model and the settings allow it (CPU, float32, no quantization, no fast path).
     """
     started = time.perf_counter()
     if quantize not in (None, 4, 8):
         raise ConfigError(f"quantize must be 4, 8 or None, got {quantize!r}")
+    engine = (engine or os.environ.get("COMPOSITE_ENGINE", "").strip() or "torch").lower()
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
     folder = EMBEDDED_MODEL_DIR if path in (None, "") else Path(path).expanduser()
     if path in (None, "") and not (folder / "config.json").is_file():
         raise ModelLoadError(
@@ -396,6 +404,21 @@ def load_model(
     if not has_weights(folder):
         raise ModelLoadError(f"{folder} has no weights; expected *.safetensors or pytorch_model*.bin files")
     config = _read_json(folder / "config.json")
+    marker = _read_json(folder / "composite.json") if (folder / "composite.json").is_file() else {}
+    if engine != "torch":
+        from .numpy_glm import numpy_engine_reason
+
+        reason = numpy_engine_reason(folder, config, marker)
+        if not reason and device not in ("auto", "cpu"):
+            reason = f"the NumPy engine runs on the CPU (device {device!r} was asked for)"
+        if not reason and dtype not in ("auto", "float32"):
+            reason = f"the NumPy engine computes in float32 (dtype {dtype!r} was asked for)"
+        if not reason and (quantize or fast):
+            reason = "the NumPy engine has no quantization or fast path"
+        if not reason:
+            return _load_numpy(folder, config, marker, started)
+        if engine == "numpy":
+            raise ConfigError(f"engine 'numpy' cannot load {folder}: {reason}; use --engine torch or auto")
     resolved_device = pick_device(device)
     torch_dtype = pick_dtype(dtype, resolved_device)
     if quantize and resolved_device != "cuda":
@@ -404,7 +427,6 @@ def load_model(
             "Load without quantization, or on a CUDA machine"
         )
     check_memory(estimate_weight_bytes(folder, f"{quantize}bit" if quantize else torch_dtype), resolved_device)
-    marker = _read_json(folder / "composite.json") if (folder / "composite.json").is_file() else {}
     model_type = config.get("model_type")
     if model_type == "chatglm":
         if quantize:
@@ -444,6 +466,27 @@ def load_model(
     runtime = LocalRuntime(model, dialect, info)
     runtime.set_fast(fast if fast is not None else os.environ.get("COMPOSITE_FAST", "").strip() in ("1", "true", "yes"))
     return runtime
+
+
+def _load_numpy(folder: Path, config: dict[str, Any], marker: dict[str, Any], started: float) -> LocalRuntime:
+    """The NumPy engine's runtime for a small chatglm3-dialect GLM folder (torch is never imported)."""
+    from .numpy_glm import NumpyGlm, NumpyRuntime
+
+    model = NumpyGlm(folder)
+    tokenizer = ChatGLMTokenizer(folder / "tokenizer.model")
+    dialect = ChatGLM3Dialect(tokenizer, tools_indent=marker.get("tools_indent", 4))
+    info = ModelInfo(
+        name=str(marker.get("name") or folder.name),
+        path=str(folder),
+        device="cpu",
+        dtype="float32",
+        parameters=model.parameters,
+        context_length=int(marker.get("max_length") or config.get("max_position_embeddings") or 8192),
+        dialect=dialect.name,
+        load_seconds=time.perf_counter() - started,
+        engine="numpy",
+    )
+    return NumpyRuntime(model, dialect, info)
 
 
 def _tune_cpu_threads(model: Any, device: str) -> None:

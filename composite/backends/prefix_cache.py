@@ -43,6 +43,8 @@ class Reuse:
 
 
 def _cache_bytes(cache: Any) -> int:
+    if isinstance(getattr(cache, "nbytes", None), int):  # the NumPy engine's cache counts its own buffers
+        return cache.nbytes
     total = 0
     for layer in getattr(cache, "layers", []):
         for tensor in (getattr(layer, "keys", None), getattr(layer, "values", None)):
