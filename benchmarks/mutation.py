@@ -10,6 +10,7 @@ mutants no selected test reaches are listed apart.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import re
 import shutil
 import subprocess
@@ -17,18 +18,23 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# module: (file to mutate, test files, pytest -k expression or "", mutant name pattern or "")
+# module: (file to mutate, test files, pytest -k expression or "", mutant name patterns (space-separated) or "")
 MODULES = {
     "toolcall-parsing": ("composite/dialects/calls.py",
                          ["tests/test_toolcall.py", "tests/test_catch_toolcall.py", "tests/test_dialect.py"],
                          "not property", ""),
-    "toolcall-validation": ("tools/calling.py", ["tests/test_toolcall.py", "tests/test_tools.py"],
-                            "validation or registry_call or run_tool_call or observation", "*validate*"),
+    "toolcall-validation": ("tools/calling.py",
+                            ["tests/test_toolcall.py", "tests/test_tools.py", "tests/test_catch_toolcall.py"],
+                            "validation or registry_call or run_tool_call or observation",
+                            "*validate* *.x__loc__mutmut_* *.x__short__mutmut_*"),
     "chatglm3-dialect": ("composite/dialects/chatglm3.py", ["tests/test_dialect.py"], "", ""),
     "sampling": ("composite/backends/local.py", ["tests/test_catch_sampling.py"],
                  "greedy_takes or repetition_penalty or smallest_set or scales_the_logits or seed_decides",
                  "*LocalRuntime*_pick__*"),
     "sandbox-outputs": ("composite/sandbox/outputs.py", ["tests/test_catch_outputs.py"], "", ""),
+    "sandbox-isolation": ("composite/sandbox/isolation.py", ["tests/test_catch_isolation.py"], "",
+                          "*.x_bwrap_argv__mutmut_* *.x__namespace_args__mutmut_* *.x__cap_args__mutmut_* "
+                          "*.x__is_under__mutmut_*"),
 }
 SUPPORT = ["tests/__init__.py", "tests/conftest.py", "tests/helpers.py", "pytest.ini"]
 
@@ -66,7 +72,8 @@ def run_module(name: str, base: Path) -> dict:
     _copy(work, tests)
     (work / "setup.cfg").write_text(_config(target, tests, select), encoding="utf-8")
     env = {**__import__("os").environ, "COMPOSITE_TEST_MODEL_DIR": str(base / "tiny-model")}
-    command = [sys.executable, "-m", "mutmut", "run", "--max-children", "2"] + ([pattern] if pattern else [])
+    patterns = pattern.split()
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", "2"] + patterns
     subprocess.run(command, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     done = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work, env=env,
                           capture_output=True, text=True)
@@ -74,7 +81,7 @@ def run_module(name: str, base: Path) -> dict:
     survivors = []
     for line in done.stdout.splitlines():
         match = re.match(r"\s*(\S+): (.+)$", line)
-        if not match or (pattern and not __import__("fnmatch").fnmatch(match.group(1), pattern)):
+        if not match or (patterns and not any(fnmatch.fnmatch(match.group(1), p) for p in patterns)):
             continue
         status = match.group(2).strip()
         counts[status] = counts.get(status, 0) + 1

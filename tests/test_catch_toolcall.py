@@ -13,9 +13,12 @@ import keyword
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from composite.errors import ToolCallError
-from composite.toolcall import parse_tool_call
+from composite.toolcall import parse_tool_call, validate_arguments
+from tools import ToolRegistry
+from tools.registry import Tool
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::SyntaxWarning")
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -143,3 +146,196 @@ def test_each_rejection_says_what_was_wrong_and_what_is_expected(code, message):
 )
 def test_fenced_and_signed_forms_are_accepted(code, arguments):
     assert parse_tool_call(code) == arguments
+
+
+# ---------------------------------------------------------------------------------------------------
+# argument validation (tools/calling.py): the model reads these messages to fix its call, and a
+# call that passes must reach the tool with exactly the arguments it gave
+
+
+class Point(BaseModel):
+    x: int
+    y: int
+
+
+@pytest.fixture(scope="module")
+def typed_tools() -> ToolRegistry:
+    registry = ToolRegistry()
+
+    @registry.register
+    def plot(point: Point, label: str = "") -> dict:
+        """Plot a point.
+
+        Args:
+            point: where
+            label: the caption
+        """
+        return {"point": point, "label": label}
+
+    @registry.register
+    def route(stops: list[Point], note: str = "") -> int:
+        """Count the stops of a route.
+
+        Args:
+            stops: the points in order
+            note: a remark
+        """
+        return len(stops)
+
+    @registry.register
+    def ping() -> str:
+        """Answer pong."""
+        return "pong"
+
+    @registry.register
+    def dump(json: str, model_name: str = "m") -> str:
+        """Echo two arguments whose names pydantic reserves.
+
+        Args:
+            json: text
+            model_name: a name
+        """
+        return f"{json}|{model_name}"
+
+    return registry
+
+
+def _problems(tool: Tool, arguments) -> str:
+    with pytest.raises(ToolCallError) as info:
+        validate_arguments(tool, arguments)
+    return str(info.value)
+
+
+def test_validation_rejects_arguments_that_are_not_a_dict(typed_tools):
+    assert _problems(typed_tools.get("plot"), ["Oslo"]) == (
+        "arguments for tool 'plot' must be a dict of name=value, got list")
+    assert _problems(_schema_tool({"type": "object"}), "x=1") == (
+        "arguments for tool 'remote' must be a dict of name=value, got str")
+
+
+def test_validation_of_a_tool_without_parameters_says_it_takes_none(typed_tools):
+    assert validate_arguments(typed_tools.get("ping"), {}) == {}
+    assert _problems(typed_tools.get("ping"), {"x": 1}) == (
+        "invalid arguments for tool 'ping':\n- unexpected argument 'x' (the tool takes: no arguments)")
+
+
+def test_validation_names_the_nested_field_that_is_wrong(typed_tools):
+    plot = typed_tools.get("plot")
+    assert _problems(plot, {"point": {"x": 1}}) == "invalid arguments for tool 'plot':\n- argument 'point': missing point.y"
+    assert _problems(plot, {"point": {"x": "left", "y": 2}}) == (
+        "invalid arguments for tool 'plot':\n- argument 'point.x': Input should be a valid integer, unable to parse "
+        "string as an integer, got 'left'")
+
+
+def test_validation_locates_a_field_inside_a_list_of_models(typed_tools):
+    assert _problems(typed_tools.get("route"), {"stops": [{"x": 1, "y": 2}, {"x": 1, "y": "north"}]}) == (
+        "invalid arguments for tool 'route':\n- argument 'stops[1].y': Input should be a valid integer, unable to "
+        "parse string as an integer, got 'north'")
+
+
+def test_validation_shows_at_most_60_characters_of_a_wrong_value(typed_tools):
+    route = typed_tools.get("route")
+    fits = "n" * 58  # its repr (with quotes) is exactly 60 characters
+    assert _problems(route, {"stops": [], "note": 7}).endswith("got 7")
+    assert _problems(route, {"stops": fits}).endswith(f"got {fits!r}")
+    line = _problems(route, {"stops": fits + "n"}).splitlines()[1]
+    assert line.endswith("got '" + "n" * 56 + "...")
+
+
+def test_validation_passes_nested_models_as_instances(typed_tools):
+    kwargs = validate_arguments(typed_tools.get("plot"), {"point": {"x": 1, "y": "2"}})
+    assert kwargs == {"point": Point(x=1, y=2), "label": ""}
+    assert isinstance(kwargs["point"], Point)
+
+
+def test_validation_keeps_argument_names_pydantic_reserves(typed_tools):
+    """`json` and `model_*` are pydantic attributes: the tool still gets them under their own names."""
+    assert validate_arguments(typed_tools.get("dump"), {"json": "a"}) == {"json": "a", "model_name": "m"}
+    result = typed_tools.call("dump", {"json": "a", "model_name": "b"})
+    assert result.ok and result.value == "a|b"
+
+
+def _schema_tool(schema: dict) -> Tool:
+    """A tool whose JSON Schema comes as is (as an MCP server gives it): validated with jsonschema."""
+    return Tool(name="remote", description="a tool described by a JSON Schema", func=lambda **kw: kw, model=None,
+                schema=schema)
+
+
+ADDRESS = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string"},
+        "days": {"type": "integer"},
+        "address": {"type": "object", "properties": {"zip": {"type": "string"}}, "required": ["zip"],
+                    "additionalProperties": False},
+        "tags": {"type": "array", "items": {"type": "integer"}},
+    },
+    "required": ["city", "days"],
+    "additionalProperties": False,
+}
+
+
+def test_validation_by_json_schema_passes_good_arguments_unchanged():
+    arguments = {"city": "Oslo", "days": 2, "tags": [1]}
+    assert validate_arguments(_schema_tool(ADDRESS), arguments) == arguments
+
+
+def test_validation_by_json_schema_lists_each_missing_argument_once():
+    assert _problems(_schema_tool(ADDRESS), {}) == (
+        "invalid arguments for tool 'remote':\n- missing required argument 'city'\n- missing required argument 'days'")
+    assert _problems(_schema_tool(ADDRESS), {"days": 1}) == (
+        "invalid arguments for tool 'remote':\n- missing required argument 'city'")
+
+
+def test_validation_by_json_schema_names_unexpected_and_mistyped_arguments():
+    assert _problems(_schema_tool(ADDRESS), {"city": 3, "days": "2", "when": 1, "who": 2}) == (
+        "invalid arguments for tool 'remote':\n"
+        "- unexpected argument 'when' (the tool takes: city, days, address, tags)\n"
+        "- unexpected argument 'who' (the tool takes: city, days, address, tags)\n"
+        "- argument 'city': 3 is not of type 'string'\n"
+        "- argument 'days': '2' is not of type 'integer'")
+    assert _problems(_schema_tool({"type": "object", "additionalProperties": False}), {"x": 1}) == (
+        "invalid arguments for tool 'remote':\n- unexpected argument 'x' (the tool takes: no arguments)")
+
+
+def test_validation_by_json_schema_reports_missing_and_unexpected_arguments_together():
+    assert _problems(_schema_tool(ADDRESS), {"days": 1, "when": 2}) == (
+        "invalid arguments for tool 'remote':\n- missing required argument 'city'\n"
+        "- unexpected argument 'when' (the tool takes: city, days, address, tags)")
+
+
+def test_validation_by_json_schema_locates_nested_problems():
+    assert _problems(_schema_tool(ADDRESS), {"city": "Oslo", "days": 1, "address": {"street": "x"}, "tags": [1, "a"]}) == (
+        "invalid arguments for tool 'remote':\n"
+        "- argument 'address': missing required argument 'zip'\n"
+        "- argument 'address': Additional properties are not allowed ('street' was unexpected)\n"
+        "- argument 'tags[1]': 'a' is not of type 'integer'")
+    grid = {"type": "object", "properties": {"rows": {"type": "array", "items": {
+        "type": "object", "properties": {"cells": {"type": "array", "items": {"type": "number"}}}}}}}
+    assert _problems(_schema_tool(grid), {"rows": [{"cells": [1]}, {"cells": [2, "x"]}]}) == (
+        "invalid arguments for tool 'remote':\n- argument 'rows[1].cells[1]': 'x' is not of type 'number'")
+
+
+def test_validation_by_json_schema_shortens_long_messages_and_caps_the_list():
+    choices = {"type": "object", "properties": {"unit": {"enum": ["celsius-" * 8, "fahrenheit-" * 8, "kelvin-" * 8]}}}
+    (line,) = _problems(_schema_tool(choices), {"unit": "k"}).splitlines()[1:]
+    assert line.startswith("- argument 'unit': 'k' is not one of ['celsius-") and line.endswith("...")
+    assert len(line) == len("- argument 'unit': ") + 160
+    counted = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    fits = _problems(_schema_tool(counted), {"n": "x" * 133}).splitlines()[1]  # a 160-character message
+    assert fits == f"- argument 'n': {'x' * 133!r} is not of type 'integer'"
+    cut = _problems(_schema_tool(counted), {"n": "x" * 134}).splitlines()[1]
+    assert cut == "- argument 'n': '" + "x" * 134 + "' is not of type 'inte..."
+    many = {"type": "object", "properties": {f"p{i:02}": {"type": "integer"} for i in range(12)}}
+    lines = _problems(_schema_tool(many), {f"p{i:02}": "s" for i in range(12)}).splitlines()
+    assert lines[1:] == [f"- argument 'p{i:02}': 's' is not of type 'integer'" for i in range(10)]
+    assert _problems(_schema_tool({"type": "object", "minProperties": 1}), {}) == (
+        "invalid arguments for tool 'remote':\n- {} should be non-empty")
+
+
+def test_validation_by_a_broken_json_schema_says_the_schema_is_at_fault():
+    assert _problems(_schema_tool({"type": "objekt"}), {}) == (
+        "tool 'remote' has an invalid JSON Schema, so its arguments cannot be checked: "
+        "Unknown type 'objekt' for validator with schema:")
+    message = _problems(_schema_tool({"type": "object", "properties": {"a": {"type": 12}}}), {"a": 1})
+    assert message.startswith("tool 'remote' has an invalid JSON Schema, so its arguments cannot be checked: ")

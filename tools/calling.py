@@ -165,9 +165,11 @@ def _validate_json_schema(tool: "Tool", arguments: dict[str, Any]) -> dict[str, 
     for error in errors[:10]:
         where = _loc(tuple(error.path)) if error.path else ""
         if error.validator == "required":
+            # jsonschema reports each missing name as its own error; list every name once
             missing = [name for name in error.validator_value if name not in (error.instance or {})]
             prefix = f"argument {where!r}: " if where else ""
-            problems += [f"- {prefix}missing required argument {name!r}" for name in missing]
+            lines = [f"- {prefix}missing required argument {name!r}" for name in missing]
+            problems += [line for line in lines if line not in problems]
         elif error.validator == "additionalProperties" and not where:
             extra = [name for name in arguments if name not in tool.schema.get("properties", {})]
             problems += [f"- unexpected argument {name!r} (the tool takes: {accepted})" for name in extra]
