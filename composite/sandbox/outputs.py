@@ -108,11 +108,13 @@ def cut_middle(text: str, max_chars: int) -> str:
     if max_chars <= 0 or len(text) <= max_chars:
         return text
     cut = len(text) - max_chars
-    marker = f"\n[... {cut} characters cut ...]\n"
-    # the marker's own length shifts the count a little; recompute once so it is exact
-    keep = max(max_chars - len(marker), 2)
-    cut = len(text) - keep
-    marker = f"\n[... {cut} characters cut ...]\n"
+    while True:
+        # the marker's own length shifts the count; once more when the count gains a digit (it only grows)
+        marker = f"\n[... {cut} characters cut ...]\n"
+        keep = max(max_chars - len(marker), 2)
+        if len(text) - keep == cut:
+            break
+        cut = len(text) - keep
     head = keep // 2
     tail = keep - head
     return text[:head] + marker + text[len(text) - tail :]
