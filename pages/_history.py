@@ -282,6 +282,15 @@ def _save_files(recorder, sandbox) -> None:
         st.session_state.pop("code_files_left_out", None)
 
 
+def _restore_file(sandbox, name: str, data: bytes) -> str:
+    """Put a kept file back at its relative path (sub-folders included) through the executor's checked
+    writer; an executor without one gets the plain file name."""
+    restore = getattr(sandbox, "restore_file", None)
+    if restore is not None:
+        return str(restore(name, data))
+    return str(sandbox.upload(Path(name).name, data).name)
+
+
 def code_sandbox(manager, session_id: str):
     """This session's sandbox. After a conversation was opened (or a new one started), the kernel is
     replaced by a fresh one and the conversation's kept files are copied into its workdir; the page and
@@ -303,17 +312,20 @@ def code_sandbox(manager, session_id: str):
             except StoreError as exc:
                 _fail(str(exc))
                 files = []
+            kept = []
             for name, data in files:
                 try:
-                    restored.append(sandbox.upload(Path(name).name, data).name)
+                    restored.append(_restore_file(sandbox, name, data))
                 except SandboxError as exc:
-                    failed.append(f"{name} ({exc})")
+                    failed.append(f"{name[:200]} ({exc})")
+                else:
+                    kept.append((name, data))
+            files = kept
         recorder = state.get(_recorder_key("code"))
         if recorder is not None:
             import hashlib
 
-            recorder.files_signature = tuple((n, hashlib.sha256(d).hexdigest()) for n, d in files
-                                             if Path(n).name in restored)
+            recorder.files_signature = tuple((n, hashlib.sha256(d).hexdigest()) for n, d in files)
         note = ("This conversation was reopened in a fresh Python kernel: variables, imports and functions from "
                 "earlier code are gone and must be recreated.")
         if restored:

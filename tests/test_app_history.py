@@ -240,6 +240,34 @@ def test_a_reopened_code_conversation_gets_a_fresh_kernel_with_its_files(tiny_mo
     st.cache_resource.clear()
 
 
+def test_a_reopened_code_conversation_restores_files_in_their_folders(tiny_model_dir, monkeypatch, store, tmp_path):
+    from composite.prompts import system_prompt
+
+    info = store.create_conversation("code", [Message("system", system_prompt("code")), Message("user", "make files"),
+                                              Message("assistant", "made")])
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    kept = [("a/x.txt", b"in a"), ("b/x.txt", b"in b"), ("c/d/deep.csv", b"1,2"), ("top.txt", b"top")]
+    # the store is hostile input too: a path out of the workdir, an absolute one, a kernel startup file
+    hostile = [("../escape.txt", b"no"), (str(outside / "abs.txt"), b"no"), ("a/../../up.txt", b"no"),
+               (".ipython/profile_default/startup/evil.py", b"raise SystemExit")]
+    store.save_files(info.id, kept + hostile)
+    st.cache_resource.clear()
+    at = _page("code", tiny_model_dir, monkeypatch, conv=info.id)
+    sandbox = at.session_state["code_sandbox"]
+    for name, data in kept:
+        assert sandbox.read_file(name) == data  # in its folder, not flattened (a/x.txt and b/x.txt both kept)
+    assert sorted(f.path for f in sandbox.list_files()) == sorted(name for name, _ in kept)
+    [note] = [i.value for i in at.info if "fresh Python kernel" in i.value]
+    assert "a/x.txt" in note and "c/d/deep.csv" in note
+    assert "Not restored" in note and all(name[:20] in note for name, _ in hostile)
+    assert not list(outside.iterdir()) and not (sandbox.workdir.parent / "escape.txt").exists()
+    assert not (sandbox.workdir / ".ipython" / "profile_default" / "startup" / "evil.py").exists()
+    result = sandbox.execute("print(open('c/d/deep.csv').read(), open('b/x.txt').read())")
+    assert result.text().split() == ["1,2", "in", "b"]  # the code finds them where it left them
+    st.cache_resource.clear()
+
+
 def test_postgres_down_mid_session_turns_history_off_and_the_chat_goes_on(tiny_model_dir, monkeypatch,
                                                                           postgres_server):
     import uuid

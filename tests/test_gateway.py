@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from composite.errors import ConfigError, GatewayError
+from composite.errors import ConfigError, GatewayError, SandboxError
 from composite.sandbox import SandboxConfig, SandboxManager
 from composite.sandbox.gateway import FILES_UNAVAILABLE, GatewayExecutor
 from tests.kernel_gateway import DroppableProxy, free_port, start_jupyter_server, start_kernel_gateway
@@ -131,6 +131,11 @@ def test_files_go_through_the_contents_api_when_the_server_offers_one(tmp_path):
         assert result.text("stdout") == "a,b\n1,2\n"
         assert [f.path for f in alice.list_files()] == ["data.csv", "out.txt"]
         assert alice.read_file("out.txt") == b"made here"
+        # a reopened conversation's kept file goes back into its sub-folder; a path out of the folder is refused
+        assert alice.restore_file("kept/sub/k.txt", b"kept") == "kept/sub/k.txt"
+        assert alice.execute("print(open('kept/sub/k.txt').read())").text("stdout") == "kept\n"
+        with pytest.raises(SandboxError, match="invalid workdir path"):
+            alice.restore_file("../../escape.txt", b"no")
         bob.start()  # another session: its own folder, it sees none of alice's files
         assert bob.list_files() == [] and "FileNotFoundError" in bob.execute("open('data.csv')").observation()
         assert not (root / "data.csv").exists()  # each session's files are in a folder of its own

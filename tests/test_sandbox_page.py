@@ -124,3 +124,31 @@ def test_a_deep_tree_neither_breaks_the_listing_nor_outlives_the_session(page):
     assert not any(p.name.startswith("composite-sandbox-") for p in Path(os.environ.get("TMPDIR", "/tmp")).iterdir()
                    if p.is_dir() and (p / "remove-workdir").exists()
                    and any(str(s) in (p / "remove-workdir").read_text() for s in sessions))
+
+
+def test_restoring_kept_files_never_follows_a_link_planted_in_the_workdir(tmp_path):
+    """A reopened conversation writes its kept files back (pages/_history.py through
+    files.write_workdir_file): a link where a folder or the file should be is never written through."""
+    from composite.errors import SandboxError
+    from composite.sandbox.files import read_workdir_file, write_workdir_file
+
+    workdir, outside = tmp_path / "work", tmp_path / "outside"
+    workdir.mkdir()
+    outside.mkdir()
+    (outside / "target.txt").write_text(SECRET)
+    os.symlink(outside, workdir / "linked")  # a folder link
+    with pytest.raises(SandboxError, match="link or not a folder"):
+        write_workdir_file(workdir, "linked/x.txt", b"through the link")
+    (workdir / "a").mkdir()
+    os.symlink(outside / "target.txt", workdir / "a" / "x.txt")  # a file link
+    assert write_workdir_file(workdir, "a/x.txt", b"kept") == "a/x.txt"
+    assert read_workdir_file(workdir, "a/x.txt") == b"kept" and not (workdir / "a" / "x.txt").is_symlink()
+    (workdir / "plain").write_text("a file, not a folder")
+    with pytest.raises(SandboxError, match="link or not a folder"):
+        write_workdir_file(workdir, "plain/x.txt", b"x")
+    for bad in ("../up.txt", "/abs.txt", "a/../../up.txt", ".ipython/startup.py", "a//b", "new\nline.txt"):
+        with pytest.raises(SandboxError, match="invalid workdir path"):
+            write_workdir_file(workdir, bad, b"x")
+    assert sorted(p.name for p in outside.iterdir()) == ["target.txt"]
+    assert (outside / "target.txt").read_text() == SECRET
+    assert not (tmp_path / "up.txt").exists()

@@ -168,6 +168,12 @@ def test_bound_files_caps_the_total():
     assert sum(len(d) for _, d in kept) <= MAX_FILES_BYTES and len(skipped) == 4 - len(kept) >= 1
 
 
+def test_bound_files_leaves_out_a_path_the_name_column_would_cut():
+    deep = "d/" * 140 + "f.txt"  # 285 characters: cut to 255 it would be restored somewhere else
+    kept, skipped = bound_files([(deep, b"x"), ("d/ok.txt", b"y")])
+    assert kept == [("d/ok.txt", b"y")] and len(skipped) == 1 and "longer than 255" in skipped[0]
+
+
 def test_runs_are_recorded_listed_and_found_by_prefix(store):
     cases = [{"prompt": "p1", "name_correct": True}, {"prompt": "p2", "name_correct": False}]
     run = store.record_run(prompts_sha256="ab" * 32, cases=cases, summary={"tool_name_accuracy": 0.5},

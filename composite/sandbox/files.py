@@ -24,6 +24,8 @@ __all__ = [
     "read_workdir_file",
     "list_workdir",
     "write_file_safely",
+    "restore_parts",
+    "write_workdir_file",
     "remove_tree",
     "chown_tree",
 ]
@@ -206,31 +208,94 @@ def write_file_safely(directory: Path, name: str, data: bytes, owner: tuple[int,
     except OSError as exc:
         raise OSError(f"the directory {directory} cannot be opened: {exc}") from exc
     try:
-        for _ in range(16):
-            tmp = f".upload-{secrets.token_hex(8)}.tmp"
-            try:
-                fd = os.open(
-                    tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dirfd
-                )
-            except FileExistsError:
-                continue
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    if owner is not None:
-                        os.fchown(fh.fileno(), *owner)
-                os.replace(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
-            except BaseException:
-                # whatever went wrong (disk full, interrupt), do not leave the temporary file behind
-                try:
-                    os.unlink(tmp, dir_fd=dirfd)
-                except OSError:
-                    pass
-                raise
-            return directory / name
+        _write_at(dirfd, name, data, owner, str(directory))
     finally:
         os.close(dirfd)
-    raise OSError(f"could not create a temporary file in {directory}")
+    return directory / name
+
+
+def _write_at(dirfd: int, name: str, data: bytes, owner: tuple[int, int] | None, where: str) -> None:
+    """write_file_safely's core, in the directory open as dirfd."""
+    for _ in range(16):
+        tmp = f".upload-{secrets.token_hex(8)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dirfd)
+        except FileExistsError:
+            continue
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                if owner is not None:
+                    os.fchown(fh.fileno(), *owner)
+            os.replace(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+        except BaseException:
+            # whatever went wrong (disk full, interrupt), do not leave the temporary file behind
+            try:
+                os.unlink(tmp, dir_fd=dirfd)
+            except OSError:
+                pass
+            raise
+        return
+    raise OSError(f"could not create a temporary file in {where}")
+
+
+def restore_parts(name: str) -> list[str]:
+    """The components of a relative workdir path to write a kept file back to (hostile input: it comes
+    from a database). Refused: absolute paths, '..', '.', empty or hidden components (a '.ipython'
+    startup file would run in the kernel), backslashes, control characters, over-long names, more
+    than MAX_LIST_DEPTH levels."""
+    text = str(name)
+    parts = text.split("/")
+    problem = ""
+    if not text or text.startswith("/") or "\\" in text:
+        problem = "not a relative POSIX path"
+    elif len(parts) > MAX_LIST_DEPTH:
+        problem = f"more than {MAX_LIST_DEPTH} levels deep"
+    else:
+        for part in parts:
+            if part in ("", ".", ".."):
+                problem = "an empty, '.' or '..' component"
+            elif part.startswith("."):
+                problem = f"a hidden component {part!r}"
+            elif not part.isprintable() or not _valid_name(part) or len(part.encode("utf-8")) > 255:
+                problem = "a component that is not a printable UTF-8 name of at most 255 bytes"
+            if problem:
+                break
+    if problem:
+        raise SandboxError(f"invalid workdir path {text[:200]!r} ({problem}): expected a relative path such as "
+                           "'data/table.csv'")
+    return parts
+
+
+def write_workdir_file(workdir: Path, name: str, data: bytes, owner: tuple[int, int] | None = None) -> str:
+    """Write data to the relative path name inside workdir, making its folders as needed, without
+    following any link at any component (a link or a file where a folder should be is an error) and
+    replacing, never writing through, whatever sits under the file's name. Returns the relative path."""
+    parts = restore_parts(name)
+    try:
+        dirfd = os.open(workdir, _DIR_FLAGS)
+    except OSError as exc:
+        raise SandboxError(f"the sandbox workdir cannot be opened: {exc}") from exc
+    try:
+        for part in parts[:-1]:
+            try:
+                os.mkdir(part, 0o755, dir_fd=dirfd)
+            except FileExistsError:
+                pass
+            else:
+                if owner is not None:
+                    os.chown(part, *owner, dir_fd=dirfd, follow_symlinks=False)
+            nxt = os.open(part, _DIR_FLAGS, dir_fd=dirfd)  # O_NOFOLLOW: a planted link fails here
+            os.close(dirfd)
+            dirfd = nxt
+        _write_at(dirfd, parts[-1], bytes(data), owner, str(workdir))
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise SandboxError(f"cannot write {name!r}: a component is a link or not a folder; not written") from exc
+        raise SandboxError(f"cannot write {name!r} into the sandbox: {exc.strerror or exc}") from exc
+    finally:
+        os.close(dirfd)
+    return "/".join(parts)
 
 
 def _unlink_entry(dirfd: int, name: str) -> None:

@@ -34,7 +34,7 @@ from urllib.parse import quote, urlsplit
 from composite.errors import ConfigError, GatewayError
 from composite.sandbox.base import ExecutorStatus
 from composite.sandbox.config import SandboxConfig
-from composite.sandbox.files import WorkFile, remove_tree, safe_name
+from composite.sandbox.files import WorkFile, remove_tree, restore_parts, safe_name
 from composite.sandbox.outputs import STDIN_NOTE, ExecutionResult, Output, OutputCollector, cut_middle
 
 __all__ = ["GatewayExecutor", "FILES_UNAVAILABLE", "gateway_from_env"]
@@ -679,6 +679,27 @@ class GatewayExecutor:
         if response.status_code not in (200, 201):
             raise GatewayError(f"could not upload {safe!r} through the contents API ({response.status_code})")
         return PurePosixPath(safe)
+
+    def restore_file(self, path: str, data: bytes) -> str:
+        """Write a kept file back to its relative path in the kernel's folder, its folders made first,
+        through the contents API; the path is checked like the local kernel's (files.restore_parts)."""
+        self._require_files()
+        parts = restore_parts(path)
+        if len(data) > self.config.max_file_bytes:
+            raise GatewayError(f"{path[:200]!r} is {len(data)} bytes; the file size limit is {self.config.max_file_bytes} bytes")
+        if not self._folder_made:
+            self.start()
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            response = self._http("PUT", f"{self._folder}/{folder}", json={"type": "directory"})
+            if response.status_code not in (200, 201):
+                raise GatewayError(f"could not make the folder {folder!r} through the contents API ({response.status_code})")
+        relative = "/".join(parts)
+        body = {"type": "file", "format": "base64", "content": base64.b64encode(bytes(data)).decode("ascii")}
+        response = self._http("PUT", f"{self._folder}/{relative}", json=body)
+        if response.status_code not in (200, 201):
+            raise GatewayError(f"could not restore {relative!r} through the contents API ({response.status_code})")
+        return relative
 
     def list_files(self) -> list[WorkFile]:
         """Files of the kernel's folder (names relative to it); [] without a contents API."""

@@ -33,6 +33,7 @@ from composite.sandbox.files import (
     remove_tree,
     safe_name,
     write_file_safely,
+    write_workdir_file,
 )
 from composite.sandbox.cgroups import CgroupUnavailable, KernelCgroup
 from composite.sandbox.cgroups import probe as cgroup_probe
@@ -1083,6 +1084,17 @@ class Sandbox:
             return write_file_safely(self.workdir, safe, bytes(data), self._owner)
         except OSError as exc:
             raise SandboxError(f"could not save {safe!r} into the sandbox: {exc}") from exc
+
+    def restore_file(self, path: str, data: bytes) -> str:
+        """Write a kept file back to its relative path in the workdir (a reopened conversation), making
+        its folders; the path is checked and no link is followed (files.write_workdir_file). Returns the
+        relative path."""
+        if len(data) > self.config.max_file_bytes:
+            raise SandboxError(
+                f"{str(path)[:200]!r} is {len(data)} bytes; the sandbox file size limit is "
+                f"{self.config.max_file_bytes} bytes"
+            )
+        return write_workdir_file(self.workdir, path, bytes(data), self._owner)
 
     def list_files(self) -> list[WorkFile]:
         """Regular files of the workdir by relative path (hidden names, links and special files

@@ -116,7 +116,9 @@ def bound_files(files: Iterable[tuple[str, bytes]]) -> tuple[list[tuple[str, byt
     MAX_FILES, in the given order) and the names of those left out, each with the reason."""
     kept, skipped, total = [], [], 0
     for name, data in files:
-        if len(data) > MAX_FILE_BYTES:
+        if len(name) > 255:  # the column's width: a cut path would be restored to another place
+            skipped.append(f"{name[:60]}… (a path longer than 255 characters)")
+        elif len(data) > MAX_FILE_BYTES:
             skipped.append(f"{name} (over {MAX_FILE_BYTES // _MiB} MiB)")
         elif total + len(data) > MAX_FILES_BYTES or len(kept) >= MAX_FILES:
             skipped.append(f"{name} (over the {MAX_FILES_BYTES // _MiB} MiB / {MAX_FILES} files kept per conversation)")
@@ -472,7 +474,7 @@ class Store:
                                           user)).first() is None:
                     raise NotFoundError(f"conversation {conv_id!r} not found")
                 s.execute(delete(ConversationFile).where(ConversationFile.conversation_id == conv_id))
-                s.add_all(ConversationFile(conversation_id=conv_id, name=name[:255], data=data, size=len(data),
+                s.add_all(ConversationFile(conversation_id=conv_id, name=name, data=data, size=len(data),
                                            sha256=hashlib.sha256(data).hexdigest(), updated_at=now)
                           for name, data in kept)
 
