@@ -203,3 +203,38 @@ def test_a_sandbox_that_cannot_start_becomes_an_error_observation():
     obs = next(e for e in events if isinstance(e, Observation))
     assert not obs.ok and "Permission denied" in obs.message.content
     assert history[-1].content == "I could not run it."
+
+
+def test_a_run_left_mid_code_keeps_what_it_printed_when_the_code_ignores_the_interrupt():
+    from composite.events import OutputDelta
+    from composite.sandbox.outputs import Output
+
+    release = threading.Event()
+
+    class StubbornSandbox(FakeSandbox):
+        interrupts = 0
+
+        def execute(self, code, timeout=None, on_output=None):
+            on_output(Output(kind="stdout", text="partial-1\n"))
+            release.wait(30)  # ignores the interrupt, like code that catches KeyboardInterrupt
+            return super().execute(code, timeout, on_output)
+
+        def interrupt(self):
+            self.interrupts += 1
+
+    sandbox = StubbornSandbox()
+    backend = ScriptedBackend(["interpreter\n```python\nwhile True: pass\n```"])
+    history = [Message("user", "loop")]
+    agent = Agent(backend, "code", sandbox=sandbox)
+    agent.interrupt_wait = 0.2
+    stream = agent.run(history, PARAMS)
+    try:
+        next(e for e in stream if isinstance(e, OutputDelta))
+        stream.close()  # the page's Interrupt / Stop: the consumer stops listening mid-run
+    finally:
+        release.set()
+    assert sandbox.interrupts == 1
+    assert [m.role for m in history] == ["user", "assistant", "observation"]
+    observation = history[-1]
+    assert "partial-1" in observation.content and "interrupted" in observation.content
+    assert observation.extra["interrupted"] is True and observation.extra["status"] == "interrupted"
