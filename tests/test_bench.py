@@ -23,6 +23,8 @@ def test_bench_subcommand_writes_the_table_and_the_json(tiny_model_dir, tmp_path
     assert machine["cores"] >= 1 and machine["device"] in ("cpu", "cuda")
     streaming = data["streaming"]
     assert streaming["tokens"] >= 1 and streaming["app_tokens_per_s"] > 0 and streaming["raw_tokens_per_s"] > 0
+    # the tiny GLM runs on the NumPy engine in the app: measured beside torch, TTFT on the app's engine
+    assert data["app_engine"] == "numpy" and streaming["app_engine_tokens_per_s"] > 0
     ttft = data["ttft"]
     assert len(ttft["prompt_tokens_by_turn"]) == bench.QUICK.turns
     assert ttft["prompt_tokens_by_turn"][-1] > ttft["prompt_tokens_by_turn"][0]  # the conversation grew
@@ -32,6 +34,7 @@ def test_bench_subcommand_writes_the_table_and_the_json(tiny_model_dir, tmp_path
     assert set(sandbox["ready_s"]) == {"raw", "full"} and set(sandbox["print1_round_trip_ms"]) == {"raw", "full"}
     table = out.getvalue()
     assert table.startswith("Machine: ") and "app path vs raw `model.generate`" in table
+    assert "app path on the numpy engine" in table and "time to first token (numpy engine)" in table
     assert "with prefix reuse" in table and "raw jupyter_client" in table
     assert "[bench] -- ttft" in err.getvalue()  # progress while it runs
 
