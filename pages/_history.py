@@ -349,6 +349,16 @@ def note_for_model(mode: str, prompt: str) -> str:
 
 
 # -- the sidebar ---------------------------------------------------------------------------------------
+_MARKDOWN_PUNCTUATION = frozenset("\\`*_{}[]()#+-.!|<>~$:")
+
+
+def literal(text: str) -> str:
+    """text for a label that Streamlit renders as Markdown, shown as written: every character Markdown
+    (or Streamlit's :icon: / :color[] / $math$) could act on is backslash-escaped, line breaks become spaces."""
+    flat = " ".join(str(text).split())
+    return "".join(f"\\{ch}" if ch in _MARKDOWN_PUNCTUATION else ch for ch in flat)
+
+
 def _open(mode: str, conv_id: str) -> None:
     st.session_state.pop(f"{mode}_missing", None)
     st.query_params["c"] = conv_id
@@ -417,7 +427,7 @@ def history_sidebar(mode: str) -> None:
         current = current_id(mode)
         for info in items:
             c1, c2 = st.columns([5, 1], vertical_alignment="center")
-            label = info.title or "(untitled)"
+            label = literal(info.title) or "(untitled)"  # a title is the user's words: never Markdown
             c1.button(label, key=f"{mode}_hist_open_{info.id}", on_click=_open, args=(mode, info.id),
                       type="primary" if info.id == current else "secondary", width="stretch",
                       help=f"{info.updated_at:%Y-%m-%d %H:%M} UTC · {info.model or 'model ?'}")

@@ -106,6 +106,17 @@ def test_history_list_opens_searches_renames_and_deletes(tiny_model_dir, monkeyp
     assert "c" not in at.query_params and [m.role for m in at.session_state["chat_history"]] == ["system"]
 
 
+def test_history_titles_are_shown_as_typed(tiny_model_dir, monkeypatch, store):
+    from pages._history import literal
+
+    typed = "is 9**9**9 big? _x_ [link](http://x) :red[y]"
+    store.create_conversation("chat", [Message("user", typed)])
+    at = _page("chat", tiny_model_dir, monkeypatch)
+    [label] = [b.label for b in at.sidebar.button if b.key and b.key.startswith("chat_hist_open_")]
+    assert label == literal(typed) and "\\*\\*" in label and "\\[link\\]" in label  # Markdown cannot act on it
+    assert label.replace("\\", "") == typed  # and what shows is exactly what was typed
+
+
 def test_new_conversation_keeps_the_old_one(tiny_model_dir, monkeypatch, store):
     at = _fast(_page("chat", tiny_model_dir, monkeypatch))
     at.chat_input[0].set_value("the first").run()
