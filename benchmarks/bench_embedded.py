@@ -21,12 +21,14 @@ def main() -> int:
     parser.add_argument("--model", default=str(MODEL_DIR))
     parser.add_argument("--tokens", type=int, default=200, help="tokens to decode (default %(default)s)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default %(default)s)")
+    parser.add_argument("--engine", choices=["auto", "torch", "numpy"], default="auto",
+                        help="auto: the NumPy engine the app uses for this model")
     args = parser.parse_args()
 
     from composite.embedded.evaluate import benchmark
 
     os.environ["COMPOSITE_THREADS"] = str(args.threads)  # the runtime otherwise decodes a tiny model on 1
-    report = benchmark(Path(args.model), new_tokens=args.tokens)
+    report = benchmark(Path(args.model), new_tokens=args.tokens, engine=args.engine)
     report["goals"] = {"decode_tokens_per_second": ">= 200", "load_seconds": "<= 2"}
     print(json.dumps(report, indent=2))
     return 0

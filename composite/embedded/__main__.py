@@ -50,7 +50,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from .evaluate import benchmark
 
-    report = benchmark(Path(args.model), new_tokens=args.tokens)
+    report = benchmark(Path(args.model), new_tokens=args.tokens, engine=args.engine)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("bench", help="load time and decode tokens/s at batch 1")
     p.add_argument("--model", default=str(MODEL_DIR))
     p.add_argument("--tokens", type=int, default=200)
+    p.add_argument("--engine", choices=["auto", "torch", "numpy"], default="auto",
+                   help="auto: the NumPy engine the app uses for this model")
     p.set_defaults(func=_bench)
 
     args = parser.parse_args(argv)

@@ -22,11 +22,12 @@ KIND_SHARES = {"tool": 0.35, "code": 0.25, "answer": 0.25, "no_tool": 0.15}
 THRESHOLDS = {"tool_exact": 95.0, "code_correct": 95.0, "answer_key": 90.0, "well_formed": 100.0, "stop_ok": 100.0}
 
 
-def load(model_dir: Path = MODEL_DIR) -> Any:
-    """The exported model as the app runs it: the project's runtime, float32 on the CPU."""
+def load(model_dir: Path = MODEL_DIR, engine: str = "auto") -> Any:
+    """The exported model as the app runs it: the project's runtime, float32 on the CPU (engine auto: the
+    NumPy engine, whose greedy tokens are the torch engine's)."""
     from ..backends.local import load_model
 
-    return load_model(model_dir, device="cpu", dtype="float32")
+    return load_model(model_dir, device="cpu", dtype="float32", engine=engine)
 
 
 def greedy(runtime: Any, prompt: list[int], stop_ids: set[int], max_new: int = 160) -> list[int]:
@@ -194,15 +195,19 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def benchmark(model_dir: Path = MODEL_DIR, new_tokens: int = 200, runs: int = 5) -> dict[str, Any]:
-    """Load time (imports excluded and included) and greedy decode tokens/s at batch 1."""
+def benchmark(model_dir: Path = MODEL_DIR, new_tokens: int = 200, runs: int = 5, engine: str = "auto") -> dict[str, Any]:
+    """Load time (imports excluded and included) and greedy decode tokens/s at batch 1, on `engine`."""
     t0 = time.perf_counter()
-    import torch
-    from transformers import GlmForCausalLM  # noqa: F401 - library import timed separately from the weights
+    if engine == "torch":
+        import torch  # noqa: F401 - library imports timed separately from the weights
+        from transformers import GlmForCausalLM  # noqa: F401
+    else:
+        import numpy  # noqa: F401
+        from safetensors.numpy import load_file  # noqa: F401
 
     imported = time.perf_counter() - t0
     t1 = time.perf_counter()
-    runtime = load(model_dir)
+    runtime = load(model_dir, engine)
     dialect = runtime.dialect
     loaded = time.perf_counter() - t1
     from ..messages import Message
@@ -217,11 +222,12 @@ def benchmark(model_dir: Path = MODEL_DIR, new_tokens: int = 200, runs: int = 5)
         rates.append(len(out) / (time.perf_counter() - t2))
     return {
         "load_seconds": round(loaded, 3),  # weights + tokenizer, libraries already imported
-        "import_seconds": round(imported, 3),  # torch + transformers' GLM classes (once per process)
+        "import_seconds": round(imported, 3),  # the engine's libraries (once per process)
+        "engine": runtime.info.engine,
         "decode_tokens": len(out),
         "decode_tokens_per_second": round(statistics.median(rates), 1),  # median of the runs
         "decode_runs": [round(r, 1) for r in rates],
         "prompt_tokens": len(prompt),
-        "parameters": sum(p.numel() for p in runtime.model.parameters()),
-        "threads": torch.get_num_threads(),
+        "parameters": runtime.info.parameters,
+        "threads": __import__("torch").get_num_threads() if runtime.info.engine == "torch" else 1,
     }
