@@ -304,8 +304,30 @@ def render_history(msgs: list[Message], workdir: Path | None = None) -> None:
                 render_observation(message, workdir)
 
 
+RUN_WAIT = 30.0  # seconds a run waits for the session's previous run of the mode to finish recording
+
+
+def run_lock(mode: str) -> threading.Lock:
+    """Held while this session's agent runs in a mode, until what it produced is recorded."""
+    return st.session_state.setdefault(f"{mode}_run_lock", threading.Lock())
+
+
+def wait_for_previous_run(mode: str) -> None:
+    """A button pressed mid-run (Interrupt, a sidebar widget) makes Streamlit stop that run and start this one at
+    once, beside it (runner.fastReruns), while the stopped run still records what it had: an interrupted run's
+    observation, a stopped answer. Wait for it (bounded), so this run shows the conversation as it is."""
+    lock = run_lock(mode)
+    if lock.acquire(blocking=False):
+        lock.release()
+        return
+    with st.spinner("Finishing the interrupted run…"):
+        if lock.acquire(timeout=RUN_WAIT):
+            lock.release()
+
+
 def recover_partial(mode: str) -> None:
     """A stop ends the script mid-stream: keep what was streamed as a (stopped) answer."""
+    wait_for_previous_run(mode)
     partial = st.session_state.pop(f"{mode}_partial", None)
     msgs = history(mode)
     if partial and partial.get("length") == len(msgs):
@@ -426,6 +448,8 @@ def run_agent(mode: str, agent: Agent, params: SamplingParams, decision: Decisio
     view = _LiveView()
     text, last_draw = "", 0.0
     live: _LiveOutput | None = None
+    lock = run_lock(mode)
+    locked = lock.acquire(timeout=RUN_WAIT)  # released once everything this run produced is in the history
     try:
         for event in stream:
             if isinstance(event, ev.TextDelta):
@@ -469,9 +493,13 @@ def run_agent(mode: str, agent: Agent, params: SamplingParams, decision: Decisio
         st.error(f"Generation failed: {exc}")
     finally:
         stop.set()
-        stream.close()
-        scope.close()
-        _history.save(mode, agent, params)
+        try:
+            stream.close()  # an interrupted code run records its observation here
+            scope.close()
+            _history.save(mode, agent, params)
+        finally:
+            if locked:
+                lock.release()
 
 
 class _Conversations:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,45 @@ def test_a_file_the_run_writes_is_listed_right_after_that_run(code_page):
     code_page.run()
     assert code_page.session_state["code_history"][3].content.strip() == "written"
     assert any("made-5b1.txt" in label for label in listed())  # this run's file, not one run late
+
+
+class _StoppedRun:
+    """Stands in for the run an Interrupt press stopped: with runner.fastReruns (Streamlit's default) the next run
+    starts at once, beside it, while the stopped run still records its observation and then lets go."""
+
+    def __init__(self, history: list, observation: Message) -> None:
+        self._held = threading.Lock()
+        self._held.acquire()
+        self.asked = threading.Event()
+        self._recorder = threading.Thread(target=self._record, args=(history, observation), daemon=True)
+        self._recorder.start()
+
+    def _record(self, history, observation) -> None:
+        if self.asked.wait(120):  # the new run looks for the stopped one: it records its observation, then lets go
+            history.append(observation)
+            self._held.release()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        self.asked.set()
+        return self._held.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._held.release()
+
+
+def test_the_run_started_by_interrupt_waits_for_the_stopped_runs_observation(code_page):
+    history = [
+        Message("system", system_prompt("code")),
+        Message("user", "compute"),
+        Message("assistant", "```python\nimport time\nprint('partial-2d8')\ntime.sleep(300)\n```", "interpreter"),
+    ]
+    code_page.session_state["code_history"] = history
+    observation = Message("observation", "partial-2d8\n[the user interrupted this run]",
+                          extra={"status": "interrupted", "interrupted": True, "note": "Interrupted by the user"})
+    stopped = _StoppedRun(history, observation)
+    code_page.session_state["code_run_lock"] = stopped
+    code_page.button(key="code_interrupt").click().run()
+    assert not code_page.exception, code_page.exception
+    assert stopped.asked.is_set(), "the new run did not wait for the stopped one"
+    assert any("partial-2d8" in e.value for e in code_page.error)  # the stopped run's observation is on the page
+    assert any("Interrupted by the user" in w.value for w in code_page.warning)

@@ -75,6 +75,9 @@ def test_interrupt_a_long_run_then_restart_the_kernel(server, page):
     page.wait_for_timeout(1500)
     ui.click(page, "code_interrupt")
     ui.wait_idle(page, timeout=120_000)
+    text = _main_text(page)
+    assert "Interrupted by the user" in text  # the interrupted run keeps its observation
+    assert "9**9**9" in text  # the user's message is shown as typed, not as Markdown
     ui.click(page, "code_restart")
     page.get_by_test_id("stToast").filter(has_text="Kernel restarted").wait_for()
     ui.wait_idle(page)
