@@ -31,10 +31,10 @@ def _page(name: str, model_dir: Path, monkeypatch) -> AppTest:
 
 
 def _runtime(model_dir: Path):
-    """The page's cached runtime (same cache key as the page's first run: auto device and dtype)."""
+    """The page's cached runtime (same cache key as the page's first run: auto device, dtype and engine)."""
     from pages._shared import _cached_runtime
 
-    return _cached_runtime(str(model_dir), "auto", "auto", None)
+    return _cached_runtime(str(model_dir), "auto", "auto", None, "auto")
 
 
 @pytest.fixture
