@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from composite.errors import ToolCallError
-from composite.toolcall import parse_tool_call, validate_arguments
+from composite.dialects import call_of_message, json_calls, openai_call
+from composite.messages import Call, Message
+from composite.toolcall import MAX_CALL_CHARS, parse_tool_call, validate_arguments
 from tools import ToolRegistry
 from tools.registry import Tool
 
@@ -339,3 +341,109 @@ def test_validation_by_a_broken_json_schema_says_the_schema_is_at_fault():
         "Unknown type 'objekt' for validator with schema:")
     message = _problems(_schema_tool({"type": "object", "properties": {"a": {"type": 12}}}), {"a": 1})
     assert message.startswith("tool 'remote' has an invalid JSON Schema, so its arguments cannot be checked: ")
+
+
+# ---------------------------------------------------------------------------------------------------
+# JSON tool calls (Hermes <tool_call> blocks, bare JSON calls, OpenAI argument strings) and the call a
+# stored message carries: what each model format gives, and the error the model reads when it is wrong
+
+JSON_EXPECTED = 'expected <tool_call>{"name": "tool", "arguments": {...}}</tool_call> with a JSON object of arguments'
+
+
+def test_json_calls_reads_every_hermes_block_in_order():
+    text = ('Let me look.\n<tool_call>\n{"name": "weather", "arguments": {"city": "Oslo"}}\n</tool_call>\n'
+            '<tool_call>{"name": "clock", "parameters": {"zone": "UTC"}, "id": "call_7"}</tool_call>\n'
+            '<tool_call>{"name": "ping", "arguments": null}')  # the last one cut off by a stop token
+    assert json_calls(text) == [Call("weather", {"city": "Oslo"}), Call("clock", {"zone": "UTC"}, "", "call_7"),
+                                Call("ping", {})]
+    assert json_calls("No tools needed: 42.") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "call"),
+    [
+        ('{"name": "weather", "arguments": {"city": "Oslo"}}', Call("weather", {"city": "Oslo"})),
+        ('  {"name": "weather", "parameters": {"city": "Oslo"}}\n', Call("weather", {"city": "Oslo"})),
+        ('{"name": "weather", "arguments": "{\\"city\\": \\"Oslo\\"}"}', Call("weather", {"city": "Oslo"})),
+        ('{"name": "weather", "arguments": "  "}', Call("weather", {})),
+        ('{"name": "weather", "arguments": "[1]"}',
+         Call("weather", None, "the arguments of tool 'weather' must be a JSON object, got list")),
+        ('{"name": "weather", "arguments": 5}',
+         Call("weather", None, "the arguments of tool 'weather' must be a JSON object, got int")),
+        ('{"name": "weather", "arguments": "city=Oslo"}',
+         Call("weather", None, "the arguments of tool 'weather' are not valid JSON (Expecting value: line 1 column 1 "
+                               "(char 0)); expected a JSON object")),
+    ],
+)
+def test_a_bare_json_call_is_a_call_with_its_arguments_or_their_error(text, call):
+    assert json_calls(text) == [call]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"answer": 42}', '{"name": "Bob", "age": 3}', '{"name": "", "arguments": {}}', '{"name": "f", "arguments": {',
+     'The JSON is {"name": "f", "arguments": {}}'],
+)
+def test_a_json_answer_that_is_not_a_call_stays_text(text):
+    assert json_calls(text) == []
+
+
+@pytest.mark.parametrize(
+    ("block", "call"),
+    [
+        ('{"name": "weather", "arguments": {oops}', Call("weather", None, (
+            "the tool call is not valid JSON (Expecting property name enclosed in double quotes: line 1 column 35 "
+            f"(char 34)); {JSON_EXPECTED}"))),
+        ("weather(city='Oslo')", Call("unknown", None, (
+            f"the tool call is not valid JSON (Expecting value: line 1 column 1 (char 0)); {JSON_EXPECTED}"))),
+        ('{"arguments": {}}', Call("unknown", None, f'the tool call has no "name"; {JSON_EXPECTED}')),
+        ('{"name": "", "arguments": {}}', Call("unknown", None, f'the tool call has no "name"; {JSON_EXPECTED}')),
+        ('{"name": 3, "arguments": {}}', Call("unknown", None, f'the tool call has no "name"; {JSON_EXPECTED}')),
+        ('["weather", {}]', Call("unknown", None, f'the tool call has no "name"; {JSON_EXPECTED}')),
+    ],
+)
+def test_a_broken_hermes_block_names_the_tool_when_it_can_and_says_what_was_expected(block, call):
+    assert json_calls(f"<tool_call>{block}</tool_call>") == [call]
+
+
+def test_an_overlong_call_is_refused_by_its_size_and_keeps_its_name():
+    block = '{"name": "save", "arguments": {"text": "' + "x" * MAX_CALL_CHARS + '"}}'
+    (call,) = json_calls(f"<tool_call>{block}</tool_call>")
+    assert call == Call("save", None, f"the tool call is too long ({len(block)} characters, at most {MAX_CALL_CHARS})")
+    unnamed = '{"arguments": {"text": "' + "x" * MAX_CALL_CHARS + '"}, "name": "save"}'
+    assert json_calls(f"<tool_call>{unnamed}</tool_call>")[0].name == "unknown"  # the name is looked for up front
+    head, tail = '{"name": "save", "arguments": {"text": "', '"}}'
+    exactly = head + "x" * (MAX_CALL_CHARS - len(head) - len(tail)) + tail
+    assert len(exactly) == MAX_CALL_CHARS and json_calls(f"<tool_call>{exactly}</tool_call>")[0].error == ""
+
+
+def test_openai_arguments_are_parsed_once_with_the_same_rules():
+    assert openai_call("weather", '{"city": "Oslo"}', "call_1") == Call("weather", {"city": "Oslo"}, "", "call_1")
+    assert openai_call("weather", {"city": "Oslo"}) == Call("weather", {"city": "Oslo"})
+    assert openai_call("clock", "") == Call("clock", {}) and openai_call("clock", None) == Call("clock", {})
+    assert openai_call("weather", '{"city": ') .error.startswith("the arguments of tool 'weather' are not valid JSON (")
+    long = '{"t": "' + "x" * MAX_CALL_CHARS + '"}'
+    assert openai_call("save", long, "c") == Call(
+        "save", None, f"the arguments are too long ({len(long)} characters, at most {MAX_CALL_CHARS})", "c")
+    fits = '{"t": "' + "x" * (MAX_CALL_CHARS - 9) + '"}'  # 7 + 2 characters around the text
+    assert len(fits) == MAX_CALL_CHARS and openai_call("save", fits).error == ""
+
+
+def test_a_stored_call_message_gives_back_its_call():
+    """Replaying a history or resuming a paused turn must not reparse (or lose) what was decided then."""
+    kept = Message("assistant", "not parseable", "weather", extra={"arguments": {"city": "Oslo"}, "call_id": "c1"})
+    assert call_of_message(kept) == Call("weather", {"city": "Oslo"}, "", "c1")
+    failed = Message("assistant", "tool_call(city=Oslo)", "weather", extra={"call_error": "bad call"})
+    assert call_of_message(failed) == Call("weather", None, "bad call")
+    code = Message("assistant", "```python\nprint(1)\n```", "interpreter")
+    assert call_of_message(code) == Call("interpreter", {"code": "print(1)"})
+    assert call_of_message(Message("assistant", "nothing to run", "interpreter")) == Call("interpreter", {"code": ""})
+    # imported conversations: ChatGLM3 syntax, then JSON (the message's tool name wins), then the ChatGLM3 error
+    chatglm3 = Message("assistant", '```python\ntool_call(city="Oslo")\n```', "weather")
+    assert call_of_message(chatglm3) == Call("weather", {"city": "Oslo"})
+    hermes = Message("assistant", '<tool_call>{"name": "other", "arguments": {"city": "Oslo"}}</tool_call>', "weather",
+                     extra={"call_id": "c2"})
+    assert call_of_message(hermes) == Call("weather", {"city": "Oslo"}, "", "c2")
+    prose = call_of_message(Message("assistant", "the weather in Oslo", "weather"))
+    assert prose.name == "weather" and prose.arguments is None
+    assert prose.error.startswith("the tool call is not valid Python syntax")
