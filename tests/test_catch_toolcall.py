@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from composite.errors import ToolCallError
-from composite.dialects import call_of_message, json_calls, openai_call
+from composite.dialects import call_of_message, chatglm3_call, json_calls, openai_call
 from composite.messages import Call, Message
 from composite.toolcall import MAX_CALL_CHARS, parse_tool_call, validate_arguments
 from tools import ToolRegistry
@@ -447,3 +447,21 @@ def test_a_stored_call_message_gives_back_its_call():
     prose = call_of_message(Message("assistant", "the weather in Oslo", "weather"))
     assert prose.name == "weather" and prose.arguments is None
     assert prose.error.startswith("the tool call is not valid Python syntax")
+
+
+def test_a_chatglm3_call_reads_the_code_block_and_keeps_the_call_id():
+    assert chatglm3_call("weather", 'Checking.\n```python\ntool_call(city="Oslo")\n```') == Call("weather", {"city": "Oslo"})
+    assert chatglm3_call("weather", 'tool_call(city="Oslo")', "c9") == Call("weather", {"city": "Oslo"}, "", "c9")
+    broken = chatglm3_call("weather", "tool_call(city=", "c9")
+    assert (broken.name, broken.arguments, broken.id) == ("weather", None, "c9") and broken.error
+
+
+def test_a_stored_call_keeps_its_call_id_on_every_path():
+    def call(content: str, metadata: str = "weather", **extra) -> Call:
+        return call_of_message(Message("assistant", content, metadata, extra={"call_id": "c3", **extra}))
+
+    assert call("x", call_error="bad").id == "c3"
+    assert call("```python\nprint(1)\n```", "interpreter") == Call("interpreter", {"code": "print(1)"}, "", "c3")
+    assert call('tool_call(city="Oslo")') == Call("weather", {"city": "Oslo"}, "", "c3")
+    prose = call("the weather in Oslo")
+    assert (prose.id, prose.arguments) == ("c3", None)
