@@ -190,6 +190,33 @@ class NumpyGlm:
         out[..., self.rotary:] = x[..., self.rotary:]
         return out
 
+    # queries per attention block: keeps the score matrix small (cache-friendly) and lets each block skip
+    # the keys its causal mask hides (half the work of a long prefill)
+    QUERY_BLOCK = 128
+
+    def _attention(self, q, keys, values, start: int):
+        """Causal attention of n new queries (heads, n, head_dim), already scaled, over the cached keys
+        and values (kv_heads, start + n, head_dim); grouped-query heads share their group's keys."""
+        np = self.np
+        heads, n, dim = q.shape
+        group = heads // self.kv_heads
+        qg = q.reshape(self.kv_heads, group, n, dim)
+        out = np.empty((self.kv_heads, group, n, dim), dtype=np.float32)
+        for lo in range(0, n, self.QUERY_BLOCK):
+            hi = min(n, lo + self.QUERY_BLOCK)
+            rows, seen = hi - lo, start + hi  # the block's queries see keys 0 .. start+hi-1 at most
+            block = qg[:, :, lo:hi].reshape(self.kv_heads, group * rows, dim)
+            scores = (block @ keys[:, :seen].transpose(0, 2, 1)).reshape(self.kv_heads, group, rows, seen)
+            if rows > 1:  # query lo+i (position start+lo+i) must not see the keys after it
+                scores[..., start + lo:] += np.triu(np.full((rows, hi - lo), -np.inf, dtype=np.float32), k=1)
+            # softmax in place, normalized after the product with the values (rows x dim divisions)
+            scores -= scores.max(-1, keepdims=True)
+            np.exp(scores, out=scores)
+            norm = scores.sum(-1, keepdims=True).reshape(self.kv_heads, group * rows, 1)
+            weighted = (scores.reshape(self.kv_heads, group * rows, seen) @ values[:, :seen]) / norm
+            out[:, :, lo:hi] = weighted.reshape(self.kv_heads, group, rows, dim)
+        return out.reshape(heads, n, dim)
+
     def forward(self, ids: list[int], cache: NumpyKVCache):
         """Feed `ids` after what `cache` holds; returns the last position's logits (vocab,) float32."""
         np = self.np
@@ -197,13 +224,8 @@ class NumpyGlm:
         n = len(ids)
         positions = np.arange(start, start + n)
         x = self.embed[np.asarray(ids, dtype=np.int64)]  # (n, hidden)
-        group = self.heads // self.kv_heads
         q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
         scale = self.head_dim ** -0.5
-        total = start + n
-        mask = None
-        if n > 1:  # causal: query i (at start+i) sees keys 0..start+i
-            mask = np.arange(total)[None, :] > (start + np.arange(n))[:, None]
         for layer, kv in zip(self.layers, cache.layers):
             h = self._rms(x, layer["ln1"])
             qkv = h @ layer["qkv_t"]
@@ -214,14 +236,7 @@ class NumpyGlm:
             v = qkv[:, q_size + kv_size:].reshape(n, self.kv_heads, self.head_dim).transpose(1, 0, 2)
             q, k = self._rope(q, positions), self._rope(k, positions)
             keys, values = kv.append(k, v)  # (kv_heads, total, head_dim)
-            qg = q.reshape(self.kv_heads, group * n, self.head_dim)  # heads of a group share keys
-            scores = (qg @ keys.transpose(0, 2, 1)).reshape(self.kv_heads, group, n, total) * scale
-            if mask is not None:
-                scores = np.where(mask, np.float32(-np.inf), scores)
-            scores = scores - scores.max(-1, keepdims=True)
-            weights = np.exp(scores)
-            weights /= weights.sum(-1, keepdims=True)
-            attn = (weights.reshape(self.kv_heads, group * n, total) @ values).reshape(self.heads, n, self.head_dim)
+            attn = self._attention(q * np.float32(scale), keys, values, start)
             x = x + attn.transpose(1, 0, 2).reshape(n, q_size) @ layer["o_t"]
             h = self._rms(x, layer["ln2"])
             gate_up = h @ layer["gate_up_t"]
