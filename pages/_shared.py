@@ -577,9 +577,9 @@ def page_header(mode: str) -> None:
 # Clickable examples shown while a conversation is empty: what the built-in model can do in each mode.
 STARTERS = {
     "chat": ["Who are you?", "What can you do?", "你好，你能做什么？"],
-    "tool": ["What's the weather in Lisbon?", "What time is it in Tokyo?", "What is 23 times 19?", "上海现在几点？"],
-    "code": ["Plot y = x squared from -5 to 5", "What is the median of 3, 9, 4, 7, 1?", "Reverse the string 'starter'",
-             "Bar chart of tea 4, coffee 7, juice 2"],
+    "tool": ["What's the weather in Berlin?", "What time is it in Tokyo?", "What is 23 * 19?", "上海现在几点？"],
+    "code": ["Plot sin(x) from 0 to 10.", "What is the median of 3, 9, 4, 7, 1?", "Reverse the string 'starter'",
+             "Compute 1234+4321 with Python."],
 }
 
 

@@ -39,3 +39,44 @@ def test_a_clicked_starter_is_sent_and_the_starters_go_away(chat):
     assert [m.role for m in history] == ["system", "user", "assistant"]
     assert history[1].content == STARTERS["chat"][1]
     assert not [b for b in chat.button if b.key and b.key.startswith("chat_starter_")]
+
+
+# what the embedded model must write for each starter (tool: exact call; code: fragments of the program;
+# chat: a plain answer): the first thing a new user clicks has to work
+STARTER_EXPECT = {
+    "What's the weather in Berlin?": ("get_weather", {"city_name": "Berlin"}),
+    "What time is it in Tokyo?": ("current_time", {"timezone": "Tokyo"}),
+    "What is 23 * 19?": ("calculator", {"expression": "23 * 19"}),
+    "上海现在几点？": ("current_time", {"timezone": "上海"}),
+    "Plot sin(x) from 0 to 10.": ("interpreter", ["np.linspace(0, 10", "np.sin(x)", "plt.show()"]),
+    "What is the median of 3, 9, 4, 7, 1?": ("interpreter", ["[3, 9, 4, 7, 1]", "statistics.median(data)"]),
+    "Reverse the string 'starter'": ("interpreter", ['"starter"[::-1]']),
+    "Compute 1234+4321 with Python.": ("interpreter", ["print(1234+4321)"]),
+}
+
+
+def test_the_embedded_model_gets_every_starter_right():
+    from composite.backends.local import load_model
+    from composite.embedded.data import tool_schemas
+    from composite.messages import Message, SamplingParams
+    from composite.prompts import system_prompt
+    from pages._shared import STARTERS
+
+    runtime = load_model(None)
+    params = SamplingParams(temperature=0, max_new_tokens=200)
+    for mode, examples in STARTERS.items():
+        for prompt in examples:
+            messages = [Message("system", system_prompt(mode)), Message("user", prompt)]
+            ids, _ = runtime.prompt_ids(messages, tool_schemas() if mode == "tool" else None, params)
+            turn = runtime.dialect.parse(list(runtime.generate_ids(ids, params, runtime.dialect.stop_ids())))[0]
+            if mode == "chat":
+                assert turn.kind == "text" and turn.content.strip(), (prompt, turn.text)
+                continue
+            assert prompt in STARTER_EXPECT, f"new starter {prompt!r}: add what the model must write for it"
+            name, want = STARTER_EXPECT[prompt]
+            if mode == "tool":
+                assert turn.kind == "tool_call" and turn.tool_name == name, (prompt, turn.text)
+                assert turn.arguments == want, (prompt, turn.text)
+            else:
+                assert turn.kind == "code" and turn.metadata == name, (prompt, turn.text)
+                assert all(fragment in turn.code for fragment in want), (prompt, turn.code)
