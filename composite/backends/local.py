@@ -174,47 +174,32 @@ class LocalRuntime:
 
         The prompt's longest prefix shared with this conversation's cached tokens is not recomputed;
         afterwards the cache of prompt + answer is kept for the conversation's next turn."""
-        import torch
-
         stop_ids = set(stop_ids or ())
         room = min(params.max_length, self.info.context_length) - len(prompt_ids)
         limit = min(params.max_new_tokens, room)
         if limit <= 0:
             return
-        device = self.model.device
-        generator = None
-        if not params.greedy:
-            generator = torch.Generator(device=device)
-            generator.manual_seed(params.seed if params.seed is not None else int.from_bytes(os.urandom(4), "little"))
-        seen = torch.zeros(self.model.config.vocab_size, dtype=torch.bool, device=device)
-        seen[torch.tensor(prompt_ids, device=device).clamp_(0, seen.numel() - 1)] = True
+        seen, generator = self._sampling_state(prompt_ids, params)
         if self.fast:
             yield from self._generate_static(prompt_ids, limit, params, seen, generator, stop_ids, stop)
             return
         key = current_conversation()
         reuse = self.prefix_cache.take(prompt_ids, key)
         if reuse.cache is None:
-            from transformers import DynamicCache
-
-            cache, fed = DynamicCache(config=self.model.config), []
+            cache, fed = self._new_cache(), []
         else:
             cache, fed = reuse.cache, list(prompt_ids[: reuse.tokens])
         pending = list(prompt_ids[len(fed):])
         self.last_prefill_tokens = len(pending)
         consistent = True  # False while a forward pass may have half-updated the cache
         try:
-            # inference mode only around the model's work, never across a yield: a mode entered in
-            # a generator stays on in the consumer's thread while it is suspended (or abandoned)
             for _ in range(limit):
                 if stop is not None and stop.is_set():
                     return
                 consistent = False
-                with torch.inference_mode():
-                    out = self.model(input_ids=torch.tensor([pending], device=device), past_key_values=cache,
-                                     use_cache=True, logits_to_keep=1)
-                    fed.extend(pending)
-                    consistent = True
-                    token = self._pick(out.logits[0, -1].float(), seen, params, generator)
+                token = self._next_token(pending, cache, seen, params, generator)
+                fed.extend(pending)
+                consistent = True
                 yield token
                 if token in stop_ids:
                     return
@@ -223,6 +208,36 @@ class LocalRuntime:
         finally:
             if consistent:
                 self.prefix_cache.put(fed, cache, key)
+
+    # -- the engine's part of generate_ids (the NumPy engine overrides these three) ---------------
+    def _sampling_state(self, prompt_ids: list[int], params: SamplingParams) -> tuple[Any, Any]:
+        """The repetition penalty's seen-token mask (prompt tokens set) and the seeded random generator."""
+        import torch
+
+        device = self.model.device
+        generator = None
+        if not params.greedy:
+            generator = torch.Generator(device=device)
+            generator.manual_seed(params.seed if params.seed is not None else int.from_bytes(os.urandom(4), "little"))
+        seen = torch.zeros(self.model.config.vocab_size, dtype=torch.bool, device=device)
+        seen[torch.tensor(prompt_ids, device=device).clamp_(0, seen.numel() - 1)] = True
+        return seen, generator
+
+    def _new_cache(self) -> Any:
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config)
+
+    def _next_token(self, pending: list[int], cache: Any, seen: Any, params: SamplingParams, generator: Any) -> int:
+        """Feed `pending` after what `cache` holds and pick the next token."""
+        import torch
+
+        # inference mode only around the model's work, never across a yield: a mode entered in
+        # a generator stays on in the consumer's thread while it is suspended (or abandoned)
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.tensor([pending], device=self.model.device), past_key_values=cache,
+                             use_cache=True, logits_to_keep=1)
+            return self._pick(out.logits[0, -1].float(), seen, params, generator)
 
     def _generate_static(self, prompt_ids, limit, params, seen, generator, stop_ids, stop) -> Iterator[int]:
         """The fast path's loop: one static cache of the context length (allocated once, reset per

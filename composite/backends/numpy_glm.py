@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import ModelLoadError
 from ..messages import SamplingParams
 from .local import LocalRuntime
-from .prefix_cache import current_conversation
 
 __all__ = ["NumpyGlm", "NumpyKVCache", "NumpyRuntime", "numpy_engine_reason"]
 
@@ -247,7 +245,8 @@ class NumpyGlm:
 
 
 class NumpyRuntime(LocalRuntime):
-    """LocalRuntime on the NumPy engine: token selection mirrors LocalRuntime._pick in NumPy."""
+    """LocalRuntime on the NumPy engine: LocalRuntime's generation loop (prefix reuse, stop handling) with the
+    NumPy forward pass and a NumPy mirror of LocalRuntime._pick."""
 
     def __init__(self, model: NumpyGlm, dialect: Any, info: Any, prefix_cache: Any = None) -> None:
         super().__init__(model, dialect, info, prefix_cache)
@@ -256,19 +255,8 @@ class NumpyRuntime(LocalRuntime):
         self.fast = False
         self.fast_note = "fast path needs a CUDA GPU; the NumPy engine stays on its own loop" if wanted else ""
 
-    def generate_ids(
-        self,
-        prompt_ids: list[int],
-        params: SamplingParams,
-        stop_ids: set[int] | None = None,
-        stop: threading.Event | None = None,
-    ) -> Iterator[int]:
+    def _sampling_state(self, prompt_ids: list[int], params: SamplingParams) -> tuple[Any, Any]:
         np = self.model.np
-        stop_ids = set(stop_ids or ())
-        room = min(params.max_length, self.info.context_length) - len(prompt_ids)
-        limit = min(params.max_new_tokens, room)
-        if limit <= 0:
-            return
         rng = None
         if not params.greedy:
             rng = np.random.default_rng(params.seed if params.seed is not None
@@ -276,32 +264,13 @@ class NumpyRuntime(LocalRuntime):
         vocab = self.model.vocab_size
         seen = np.zeros(vocab, dtype=bool)
         seen[np.clip(np.asarray(prompt_ids, dtype=np.int64), 0, vocab - 1)] = True
-        key = current_conversation()
-        reuse = self.prefix_cache.take(prompt_ids, key)
-        if reuse.cache is None:
-            cache, fed = self.model.new_cache(), []
-        else:
-            cache, fed = reuse.cache, list(prompt_ids[: reuse.tokens])
-        pending = list(prompt_ids[len(fed):])
-        self.last_prefill_tokens = len(pending)
-        consistent = True
-        try:
-            for _ in range(limit):
-                if stop is not None and stop.is_set():
-                    return
-                consistent = False
-                logits = self.model.forward(pending, cache)
-                fed.extend(pending)
-                consistent = True
-                token = self._pick_np(np, logits, seen, params, rng)
-                yield token
-                if token in stop_ids:
-                    return
-                seen[token] = True
-                pending = [token]
-        finally:
-            if consistent:
-                self.prefix_cache.put(fed, cache, key)
+        return seen, rng
+
+    def _new_cache(self) -> NumpyKVCache:
+        return self.model.new_cache()
+
+    def _next_token(self, pending: list[int], cache: Any, seen: Any, params: SamplingParams, rng: Any) -> int:
+        return self._pick_np(self.model.np, self.model.forward(pending, cache), seen, params, rng)
 
     @staticmethod
     def _pick_np(np, logits, seen, params: SamplingParams, rng) -> int:
