@@ -125,3 +125,24 @@ def test_composed_phrasings_format_with_their_fields() -> None:
     for forms in phrasing.STRING_EN.values():
         for template in forms:
             assert "'abc'" in template.format(**fields)
+
+
+def test_tool_conversations_under_other_prompts_always_list_the_tools_they_call() -> None:
+    """Training under another system prompt / tool list (an MCP server's, a caller's): every call made is to a
+    listed tool, and the variety is real (other prompts, subsets, other orders)."""
+    from composite.prompts import SYSTEM_PROMPTS
+
+    rng = random.Random(5)
+    full = [s["name"] for s in data.tool_schemas()]
+    systems, lists = set(), set()
+    for _ in range(60):
+        conv = data.sample_varied_tool_conversation(rng)
+        listed = [s["name"] for s in conv.tools]
+        assert conv.mode == "tool" and conv.messages()[0].content == conv.system
+        for ex in conv.exchanges:
+            if ex.kind == "tool":
+                assert ex.tool in listed, (ex.tool, listed)
+        systems.add(conv.system)
+        lists.add(tuple(listed))
+    assert SYSTEM_PROMPTS["tool"] in systems and len(systems) >= 6
+    assert any(len(names) < len(full) for names in lists) and any(list(names) != full and len(names) == len(full) for names in lists)

@@ -95,9 +95,10 @@ class Conversation:
     mode: str
     tools: list[dict[str, Any]] | None
     exchanges: list[Exchange]
+    system: str = ""  # a system prompt other than the mode's own (tool mode under someone else's prompt)
 
     def messages(self) -> list[Message]:
-        out = [Message("system", COPY_SYSTEM if self.mode == "copy" else SYSTEM_PROMPTS[self.mode])]
+        out = [Message("system", self.system or (COPY_SYSTEM if self.mode == "copy" else SYSTEM_PROMPTS[self.mode]))]
         for ex in self.exchanges:
             out += ex.messages
         return out
@@ -697,7 +698,7 @@ def ex_name_error(rng: random.Random, split: str) -> Exchange:
 
 
 CODE_MAKERS = [(ex_arith, 0.3), (ex_stats, 0.25), (ex_string, 0.22), (ex_plot, 0.09), (ex_csv, 0.1), (ex_name_error, 0.04)]
-NEW_SHARE = 0.7  # share of training tool / code exchanges drawn from skills.py
+NEW_SHARE = 0.6  # share of training tool / code exchanges drawn from skills.py
 
 # ---------------------------------------------------------------------------------------------------
 # conversations
@@ -747,6 +748,25 @@ def sample_conversation(rng: random.Random, split: str = "train", mode: str | No
     n = rng.choices([1, 2, 3, 4], weights=[0.3, 0.3, 0.25, 0.15])[0]
     exchanges = [exchange_for(rng, split, mode) for _ in range(n)]
     return Conversation(mode, tool_schemas() if mode == "tool" else None, exchanges)
+
+
+OTHER_TOOL_SYSTEMS = [
+    "Answer the question with the tools.", "You are a helpful assistant with access to tools.",
+    "Use the tools below when they help.", "You can use these functions:", "Tools available:",
+    "You are an assistant. Call a tool when you need one.", "Help the user. These tools are available:",
+    "你可以使用以下工具：", "请使用工具回答问题。", "Be brief. You have tools:",
+]
+
+
+def sample_varied_tool_conversation(rng: random.Random) -> Conversation:
+    """A tool-mode conversation under another system prompt and another tool list (a subset in another
+    order, as an MCP server or a caller's registry gives it): the tools a call uses are always listed."""
+    exchanges = [exchange_for(rng, "train", "tool") for _ in range(rng.randint(1, 2))]
+    used = {ex.tool for ex in exchanges if ex.kind == "tool"}
+    schemas = [s for s in tool_schemas() if s["name"] in used or rng.random() < 0.5]
+    rng.shuffle(schemas)
+    system = rng.choice(OTHER_TOOL_SYSTEMS) if rng.random() < 0.8 else SYSTEM_PROMPTS["tool"]
+    return Conversation("tool", schemas, exchanges, system)
 
 
 def sample_clean_copy(rng: random.Random) -> Conversation:

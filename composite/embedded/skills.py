@@ -659,7 +659,7 @@ def ex_csv_any(rng: random.Random, split: str) -> Exchange:
 
 
 CODE_MAKERS = [(ex_stats_any, 0.22), (ex_string_any, 0.24), (ex_arith_words, 0.14), (ex_plot_function, 0.1),
-               (ex_chart, 0.12), (ex_csv_any, 0.1), (ex_out_of_skill, 0.06)]
+               (ex_chart, 0.12), (ex_csv_any, 0.13), (ex_out_of_skill, 0.06)]
 
 
 def all_templates() -> list[str]:

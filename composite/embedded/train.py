@@ -101,6 +101,9 @@ def encode_conversation(dialect: ChatGLM3Dialect, conv: data.Conversation) -> tu
     return ids, labels
 
 
+VARIED_TOOL_SHARE = 0.15  # other rows' share of tool conversations under another system prompt / tool list
+
+
 def _copy_share(step: int, cfg: TrainConfig) -> float:
     if step < cfg.copy_until:
         return 0.85
@@ -176,6 +179,8 @@ def make_batch(step: int, cfg: TrainConfig, dialect: ChatGLM3Dialect) -> dict[st
     def draw_other() -> tuple[list[int], list[int]]:
         if rng.random() < _copy_share(step, cfg):
             conv = data.sample_copy_task(rng)
+        elif rng.random() < VARIED_TOOL_SHARE:
+            conv = data.sample_varied_tool_conversation(rng)
         else:
             conv = data.sample_conversation(rng, "train", rng.choices(["code", "chat"], weights=[0.68, 0.32])[0])
         return encode_conversation(dialect, conv)
