@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
@@ -155,8 +156,8 @@ def _to_markdown(msgs: list[Message]) -> str:
     return "\n".join(parts)
 
 
-def conversation_sidebar(mode: str) -> None:
-    """Clear, retry, export (JSON / Markdown) and import of this mode's conversation."""
+def conversation_sidebar(mode: str) -> Any:
+    """Clear, retry and import of this mode's conversation; returns the sidebar slot for export_buttons()."""
     msgs = history(mode)
     col1, col2 = st.sidebar.columns(2)
     if col1.button("Clear", icon=":material/delete_sweep:", key=f"{mode}_clear", use_container_width=True):
@@ -169,12 +170,7 @@ def conversation_sidebar(mode: str) -> None:
         if last_user is not None:
             del msgs[last_user + 1 :]
             st.session_state[f"{mode}_run"] = True
-    # Callables: the file is made on click, so an answer streamed after the sidebar drew is included.
-    st.sidebar.download_button("Export JSON", lambda: json.dumps([m.to_dict() for m in msgs], ensure_ascii=False, indent=2),
-                               f"{mode}-conversation.json", "application/json", key=f"{mode}_export_json", icon=":material/download:",
-                               use_container_width=True)
-    st.sidebar.download_button("Export Markdown", lambda: _to_markdown(msgs), f"{mode}-conversation.md", "text/markdown",
-                               key=f"{mode}_export_md", icon=":material/download:", use_container_width=True)
+    exports = st.sidebar.container()  # filled by export_buttons() at the end of the run
     upload = st.sidebar.file_uploader("Import a JSON conversation", type=["json"], key=f"{mode}_import")
     if upload is not None and st.session_state.get(f"{mode}_imported") != upload.file_id:
         st.session_state[f"{mode}_imported"] = upload.file_id
@@ -189,6 +185,21 @@ def conversation_sidebar(mode: str) -> None:
             _history.detach(mode)
             _history.save(mode)  # an imported conversation is stored as a new one
             st.sidebar.success(f"Imported {len(imported)} messages.")
+    return exports
+
+
+def export_buttons(mode: str, slot: Any) -> None:
+    """Export JSON / Markdown, drawn at the end of the run into conversation_sidebar()'s slot, so an answer
+    streamed in this run is included. The data is handed to Streamlit as it is, not as a callable: the file a
+    callable makes on click belongs to no session, and any session's run ending (twice) deletes it, so with
+    several people on the app the browser's fetch could find it gone (a 404, no download)."""
+    msgs = history(mode)
+    with slot:
+        st.download_button("Export JSON", json.dumps([m.to_dict() for m in msgs], ensure_ascii=False, indent=2),
+                           f"{mode}-conversation.json", "application/json", key=f"{mode}_export_json",
+                           icon=":material/download:", use_container_width=True)
+        st.download_button("Export Markdown", _to_markdown(msgs), f"{mode}-conversation.md", "text/markdown",
+                           key=f"{mode}_export_md", icon=":material/download:", use_container_width=True)
 
 
 def import_conversation(raw: bytes) -> list[Message]:

@@ -72,12 +72,16 @@ def env_defaults():
     return SandboxConfig.from_env()
 
 
-DOWNLOAD_LIMIT = 100 * 2**20  # bytes one download button may read (on click, never while rendering)
+DOWNLOAD_LIMIT = 100 * 2**20  # bytes one download button may read
+# Files up to this many bytes in all are read while rendering and handed to Streamlit as data; larger ones are
+# read on click (a callable). A callable's file belongs to no session and can be deleted by other sessions' runs
+# before the browser fetches it (see _shared.export_buttons), so the small files people mostly download avoid it.
+EAGER_BYTES = 4 * 2**20
 
 
 def _file_downloads(executor) -> None:
-    """One download button per workdir file, keyed by its relative path; the bytes are read only
-    when the button is clicked, through the executor's safe reader (no links, capped)."""
+    """One download button per workdir file, keyed by its relative path; the bytes are read through the
+    executor's safe reader (no links, capped): now for small files (EAGER_BYTES in all), on click for the rest."""
     import functools
     import hashlib
 
@@ -91,14 +95,22 @@ def _file_downloads(executor) -> None:
     if not files:
         return
     st.caption("Files in the working directory")
+    budget = EAGER_BYTES
     for item in files:
         too_big = item.size > DOWNLOAD_LIMIT
+        data = functools.partial(executor.read_file, item.path, DOWNLOAD_LIMIT)
+        if not too_big and item.size <= budget:  # small: handed over now (see EAGER_BYTES)
+            try:
+                data = executor.read_file(item.path, DOWNLOAD_LIMIT)
+                budget -= len(data)
+            except SandboxError:
+                pass  # read on click instead, where the error is shown
         # a key from the path's hash: every kernel-made name (duplicates in other folders, any
         # character) gives a distinct, valid key
         digest = hashlib.sha256(item.path.encode("utf-8", "surrogateescape")).hexdigest()[:20]
         st.download_button(
             f"{_shown(item.path)} ({_size(item.size)})",
-            functools.partial(executor.read_file, item.path, DOWNLOAD_LIMIT),
+            data,
             _shown(item.name, 200),
             key=f"code_dl_{digest}", icon=":material/download:",
             disabled=too_big,
@@ -178,7 +190,7 @@ with st.sidebar:
         st.info(getattr(sandbox, "files_note", "") or "file transfer is unavailable for this executor")
 
 ui.system_sidebar(MODE)
-ui.conversation_sidebar(MODE)
+exports = ui.conversation_sidebar(MODE)
 _history.history_sidebar(MODE)
 ui.recover_partial(MODE)
 history = ui.history(MODE)
@@ -201,3 +213,4 @@ if ui.start_turn(MODE, runtime, prompt, wanted):
 if files_slot is not None:
     with files_slot:
         _file_downloads(sandbox)
+ui.export_buttons(MODE, exports)

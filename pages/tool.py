@@ -55,7 +55,7 @@ with st.sidebar.expander("Loop", expanded=True):
     ask = st.toggle("Ask before running", False, key="tool_ask")
     manual = st.toggle("Manual mode (you type the results)", False, key="tool_manual")
 ui.system_sidebar(MODE)
-ui.conversation_sidebar(MODE)
+exports = ui.conversation_sidebar(MODE)
 _history.history_sidebar(MODE)
 ui.recover_partial(MODE)
 history = ui.history(MODE)
@@ -72,3 +72,4 @@ if ui.start_turn(MODE, runtime, prompt, wanted):
     agent = Agent(runtime, MODE, registry, enabled, max_rounds=int(max_rounds), tool_timeout=float(timeout),
                   policy=policy)
     ui.run_agent(MODE, agent, params, decision)
+ui.export_buttons(MODE, exports)

@@ -189,6 +189,31 @@ def test_a_file_the_code_writes_gets_a_download_button(code_page, downloads):
     assert downloads["out.txt"] == b"made in the sandbox"
 
 
+def test_downloads_outlive_other_sessions_runs(code_page, monkeypatch):
+    """Streamlit deletes a stored download that no session's page references after two orphan passes, and
+    every script run of every session ends with one. A callable's file (made on click) is such a file: with
+    eight people on the app the browser's fetch found it gone (404, no download; the soak caught it). The
+    exports and small workdir files are therefore handed over as data, referenced by this session's page."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    managers = []  # AppTest's runtime exists only during a run: catch its manager at its end-of-run pass
+    orphan_pass = MediaFileManager.remove_orphaned_files
+    monkeypatch.setattr(MediaFileManager, "remove_orphaned_files", lambda self: (managers.append(self), orphan_pass(self))[1])
+    code_page.file_uploader(key="code_uploads").set_value([("kept.csv", b"a\n1\n", "text/csv")]).run()
+    code_page.chat_input[0].set_value("hello").run()
+    assert not code_page.exception
+    manager = managers[-1]
+    for _ in range(2):  # two other sessions' runs end before the browser fetches
+        manager.remove_orphaned_files()
+    buttons = {b.proto.label: b.proto for b in code_page.get("download_button")}
+    wanted = [label for label in buttons if label in ("Export JSON", "Export Markdown") or "kept.csv" in label]
+    assert len(wanted) == 3, sorted(buttons)
+    for label in wanted:
+        url = buttons[label].url
+        assert url and not buttons[label].deferred_file_id, f"{label} is made on click"
+        manager._storage.get_file(url.rsplit("/", 1)[-1])  # raises when the file was deleted
+
+
 def test_a_sessions_next_turn_reuses_its_kv_cache_and_the_session_end_drops_it(tiny_model_dir, monkeypatch):
     from pages._shared import _Conversations
 
