@@ -8,6 +8,7 @@ Run: python benchmarks/soak.py [--sessions 8] [--turns 20] [--min-minutes 5] [--
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import platform
@@ -29,6 +30,8 @@ from tests.browser.server import StreamlitServer, launch_chromium  # noqa: E402
 CSV_NAMES = ["pets.csv", "cars.csv", "iris.csv", "demo.csv", "test.csv", "table.csv", "hello.csv", "abc.csv",
              "xyz.csv"]
 MODES = {"chat": "Chat", "tool": "Tool", "code": "Code Interpreter"}
+
+STEP_TIMEOUT_MS = int(os.environ.get("SOAK_STEP_TIMEOUT_S", "300")) * 1000  # one browser step (a click, a wait)
 
 
 def app_processes(server_pid: int):
@@ -135,10 +138,24 @@ class Session(threading.Thread):
                 browser = launch_chromium(playwright)
                 try:
                     context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-                    context.set_default_timeout(300_000)
+                    context.set_default_timeout(STEP_TIMEOUT_MS)
                     page = context.new_page()
-                    self._drive(page)
-                    page.screenshot(path=str(self.workdir / f"session-{self.index}.png"), full_page=True)
+                    notes: collections.deque[str] = collections.deque(maxlen=200)
+                    page.on("console", lambda m: notes.append(f"console {m.type}: {m.text[:300]}")
+                            if m.type in ("error", "warning") else None)
+                    page.on("response", lambda r: notes.append(f"HTTP {r.status} {r.request.method} {r.url[:200]}")
+                            if r.status >= 400 else None)
+                    try:
+                        self._drive(page)
+                    except Exception:
+                        # what the browser saw: console errors, failed requests and the sidebar as text
+                        sidebar = page.get_by_test_id("stSidebar").inner_text(timeout=30_000)
+                        (self.workdir / f"session-{self.index}.log").write_text(
+                            "\n".join(notes) + "\n--- sidebar ---\n" + sidebar, encoding="utf-8")
+                        raise
+                    finally:  # the final state, and the stuck one when a step failed
+                        page.screenshot(path=str(self.workdir / f"session-{self.index}.png"), full_page=True,
+                                        timeout=60_000)
                     context.close()
                 finally:
                     browser.close()
