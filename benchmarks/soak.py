@@ -31,6 +31,7 @@ CSV_NAMES = ["pets.csv", "cars.csv", "iris.csv", "demo.csv", "test.csv", "table.
              "xyz.csv"]
 MODES = {"chat": "Chat", "tool": "Tool", "code": "Code Interpreter"}
 
+UPLOAD_TRIES, UPLOAD_WAIT_MS = 3, 60_000  # a file choice the browser dropped is made again, at most twice
 STEP_TIMEOUT_MS = int(os.environ.get("SOAK_STEP_TIMEOUT_S", "300")) * 1000  # one browser step (a click, a wait)
 
 
@@ -108,6 +109,7 @@ class Session(threading.Thread):
         self.errors: list[str] = []
         self.leaks: list[str] = []
         self.model_misses: list[str] = []
+        self.upload_retries: list[str] = []
         self.turn_seconds: list[float] = []
         self.done_turns = 0
 
@@ -143,6 +145,7 @@ class Session(threading.Thread):
                     notes: collections.deque[str] = collections.deque(maxlen=200)
                     page.on("console", lambda m: notes.append(f"console {m.type}: {m.text[:300]}")
                             if m.type in ("error", "warning") else None)
+                    page.on("requestfailed", lambda r: notes.append(f"failed {r.method} {r.url[:200]}: {r.failure}"))
                     page.on("response", lambda r: notes.append(f"HTTP {r.status} {r.request.method} {r.url[:200]}")
                             if r.status >= 400 else None)
                     try:
@@ -150,8 +153,14 @@ class Session(threading.Thread):
                     except Exception:
                         # what the browser saw: console errors, failed requests and the sidebar as text
                         sidebar = page.get_by_test_id("stSidebar").inner_text(timeout=30_000)
+                        running = page.evaluate("""() => [
+                            (document.querySelector('[data-testid="stStatusWidget"]') || {}).outerHTML || 'no status widget',
+                            [...document.querySelectorAll('[data-testid="stChatInput"] button')].map(
+                                b => (b.getAttribute('aria-label') || '') + ' ' + (b.getAttribute('data-testid') || '')),
+                            document.visibilityState]""")
                         (self.workdir / f"session-{self.index}.log").write_text(
-                            "\n".join(notes) + "\n--- sidebar ---\n" + sidebar, encoding="utf-8")
+                            "\n".join(notes) + f"\n--- running state ---\n{running}\n--- sidebar ---\n" + sidebar,
+                            encoding="utf-8")
                         raise
                     finally:  # the final state, and the stuck one when a step failed
                         page.screenshot(path=str(self.workdir / f"session-{self.index}.png"), full_page=True,
@@ -163,6 +172,8 @@ class Session(threading.Thread):
             self.errors.append(f"session {self.index}: {type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}")
 
     def _drive(self, page) -> None:
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
         ui.open_mode(page, self.url, "", timeout=600_000)  # 8 first loads at once on a small machine
         current = "chat"
         visited = set()
@@ -180,8 +191,17 @@ class Session(threading.Thread):
                 path = self.workdir / f"s{self.index}" / self.csv
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text("a,b,c\n" + "".join(f"{r},{r * 2},x{r}\n" for r in range(self.rows)), encoding="utf-8")
-                ui.keyed(page, "code_uploads").locator("input[type=file]").set_input_files(str(path))
-                page.get_by_test_id("stSidebar").get_by_text(self.csv).first.wait_for()
+                listed = (page.get_by_test_id("stSidebar").get_by_test_id("stDownloadButton")
+                          .filter(has_text=self.csv).first)
+                for attempt in range(UPLOAD_TRIES):
+                    ui.keyed(page, "code_uploads").locator("input[type=file]").set_input_files(str(path))
+                    try:
+                        listed.wait_for(timeout=UPLOAD_WAIT_MS if attempt + 1 < UPLOAD_TRIES else None)
+                        break
+                    except PlaywrightTimeout:
+                        # the browser dropped the file choice (seen under load: no chip, no request):
+                        # choose it again, as a person would, and report it
+                        self.upload_retries.append(f"session {self.index}: {self.csv} chosen again")
                 ui.wait_idle(page)
                 uploaded = True
             started = time.monotonic()
@@ -297,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             "errors": [e for s in sessions for e in s.errors],
             "leaks": [x for s in sessions for x in s.leaks],
             "model_misses": [x for s in sessions for x in s.model_misses],
+            "upload_retries": [x for s in sessions for x in s.upload_retries],
             "kernels_baseline": len(baseline),
             "kernels_peak": sampler.peak_kernels,
             "kernels_spare_by_design": spares,
@@ -319,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'errors':30} {len(result.get('errors', []))}")
     print(f"  {'leaks':30} {len(result.get('leaks', []))}")
     print(f"  {'model misses (not errors)':30} {len(result.get('model_misses', []))}")
+    print(f"  {'uploads chosen again':30} {len(result.get('upload_retries', []))}")
     for line in result.get("errors", []) + result.get("leaks", []):
         print("   !", line[:600])
     print(f"  screenshots: {result.get('screenshots')}")
