@@ -163,14 +163,20 @@ def bench_streaming(runtime, settings: Settings, progress: Callable[[str], None]
 
 
 def _note(runtime, history, target: int, turn: int) -> str:
-    """A user message that brings the rendered conversation to about `target` tokens (numbered, so
-    no two turns are the same; at least one sentence)."""
+    """A user message that brings the rendered conversation to about `target` tokens, word by word (so every
+    turn adds about the same number of tokens and turn 8 is compared with turn 1 on equal new work); numbered,
+    so no two turns are the same."""
     from .messages import Message
 
-    text = f"Note {turn}. " + NOTE
-    while len(runtime.dialect.render([*history, Message("user", text + NOTE)])) < target:
-        text += NOTE
-    return text + "What should I remember?"
+    words = (f"Note {turn}. " + NOTE * (target // 8 + 1)).split()
+    low, high = 3, len(words)  # the longest prefix of words that stays within target (binary search)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if len(runtime.dialect.render([*history, Message("user", " ".join(words[:mid]))])) <= target:
+            low = mid
+        else:
+            high = mid - 1
+    return " ".join(words[:low]) + " What should I remember?"
 
 
 def bench_ttft(runtime, settings: Settings, progress: Callable[[str], None]) -> dict[str, Any]:
