@@ -149,7 +149,7 @@ class Session(threading.Thread):
                     page.on("response", lambda r: notes.append(f"HTTP {r.status} {r.request.method} {r.url[:200]}")
                             if r.status >= 400 else None)
                     try:
-                        self._drive(page)
+                        self._drive(page, notes)
                     except Exception:
                         # what the browser saw: console errors, failed requests and the sidebar as text
                         sidebar = page.get_by_test_id("stSidebar").inner_text(timeout=30_000)
@@ -171,7 +171,7 @@ class Session(threading.Thread):
         except Exception as exc:  # deliberately broad: any failure of a session is an error of the soak, reported
             self.errors.append(f"session {self.index}: {type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}")
 
-    def _drive(self, page) -> None:
+    def _drive(self, page, notes: collections.deque[str]) -> None:
         from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
         ui.open_mode(page, self.url, "", timeout=600_000)  # 8 first loads at once on a small machine
@@ -193,15 +193,22 @@ class Session(threading.Thread):
                 path.write_text("a,b,c\n" + "".join(f"{r},{r * 2},x{r}\n" for r in range(self.rows)), encoding="utf-8")
                 listed = (page.get_by_test_id("stSidebar").get_by_test_id("stDownloadButton")
                           .filter(has_text=self.csv).first)
+                uploader = ui.keyed(page, "code_uploads")
                 for attempt in range(UPLOAD_TRIES):
-                    ui.keyed(page, "code_uploads").locator("input[type=file]").set_input_files(str(path))
+                    if attempt == 0:
+                        uploader.locator("input[type=file]").set_input_files(str(path))
+                    else:  # again as a person does it: the Upload button, then the file chooser
+                        with page.expect_file_chooser() as chooser:
+                            uploader.get_by_role("button").filter(has_text="Upload").first.click()
+                        chooser.value.set_files(str(path))
                     try:
                         listed.wait_for(timeout=UPLOAD_WAIT_MS if attempt + 1 < UPLOAD_TRIES else None)
                         break
                     except PlaywrightTimeout:
                         # the browser dropped the file choice (seen under load: no chip, no request):
-                        # choose it again, as a person would, and report it
+                        # choose it again, as a person would, and report it with what the page showed
                         self.upload_retries.append(f"session {self.index}: {self.csv} chosen again")
+                        self._upload_diagnosis(page, attempt, notes)
                 ui.wait_idle(page)
                 uploaded = True
             started = time.monotonic()
@@ -215,6 +222,22 @@ class Session(threading.Thread):
             turn += 1
             self.done_turns = turn
         self._final_checks(page, current)
+
+    def _upload_diagnosis(self, page, attempt: int, notes: collections.deque[str]) -> None:
+        """What the page showed when a chosen file did not appear: a screenshot, the uploader's inputs and
+        text, the connection state, and the browser's errors so far."""
+        state = page.evaluate("""() => {
+            const box = document.querySelector('.st-key-code_uploads');
+            const inputs = box ? [...box.querySelectorAll('input[type=file]')] : [];
+            return {uploader: box ? box.innerText : 'no uploader',
+                    inputs: inputs.map(i => ({disabled: i.disabled, files: i.files.length})),
+                    status: (document.querySelector('[data-testid="stStatusWidget"]') || {}).innerText || 'idle',
+                    connection: (document.querySelector('[data-testid="stConnectionStatus"]') || {}).innerText || ''};
+        }""")
+        page.screenshot(path=str(self.workdir / f"session-{self.index}-upload-{attempt}.png"), full_page=True,
+                        timeout=60_000)
+        (self.workdir / f"session-{self.index}-upload-{attempt}.log").write_text(
+            json.dumps(state, indent=1) + "\n" + "\n".join(notes), encoding="utf-8")
 
     def _check_page(self, page, where: str) -> None:
         if page.get_by_test_id("stException").count():

@@ -1,7 +1,8 @@
 """The app's entry point (navigation, page icons) and each page's welcome; main.py only calls run_app().
 
 UI layer only. Icons are Streamlit's bundled Material Symbols, which render on every machine
-(emoji need an emoji font that servers and CI images often lack).
+(emoji need an emoji font that servers and CI images often lack); the favicon is a local PNG, because
+Streamlit fetches a Material favicon from fonts.gstatic.com (offline: a failed request on every page).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import streamlit as st
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN_SCRIPT = ROOT / "main.py"
-APP_ICON = ":material/hub:"
+APP_ICON = str(ROOT / "assets" / "icon.png")  # a local file: a Material icon as the favicon is fetched from fonts.gstatic.com
 # mode -> (title, icon): the navigation entry, the page title and its URL path (/chat, /tool, /code)
 PAGES = {
     "chat": ("Chat", ":material/chat:"),

@@ -192,14 +192,17 @@ def export_buttons(mode: str, slot: Any) -> None:
     """Export JSON / Markdown, drawn at the end of the run into conversation_sidebar()'s slot, so an answer
     streamed in this run is included. The data is handed to Streamlit as it is, not as a callable: the file a
     callable makes on click belongs to no session, and any session's run ending (twice) deletes it, so with
-    several people on the app the browser's fetch could find it gone (a 404, no download)."""
+    several people on the app the browser's fetch could find it gone (a 404, no download). A click starts no
+    run (on_click="ignore"): a run of this session drops the page's references to its files until it draws
+    them again, and two other sessions' runs ending meanwhile delete them (the soak's canceled download)."""
     msgs = history(mode)
     with slot:
         st.download_button("Export JSON", json.dumps([m.to_dict() for m in msgs], ensure_ascii=False, indent=2),
                            f"{mode}-conversation.json", "application/json", key=f"{mode}_export_json",
-                           icon=":material/download:", use_container_width=True)
+                           icon=":material/download:", on_click="ignore", use_container_width=True)
         st.download_button("Export Markdown", _to_markdown(msgs), f"{mode}-conversation.md", "text/markdown",
-                           key=f"{mode}_export_md", icon=":material/download:", use_container_width=True)
+                           key=f"{mode}_export_md", icon=":material/download:", on_click="ignore",
+                           use_container_width=True)
 
 
 def import_conversation(raw: bytes) -> list[Message]:

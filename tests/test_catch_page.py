@@ -193,7 +193,8 @@ def test_downloads_outlive_other_sessions_runs(code_page, monkeypatch):
     """Streamlit deletes a stored download that no session's page references after two orphan passes, and
     every script run of every session ends with one. A callable's file (made on click) is such a file: with
     eight people on the app the browser's fetch found it gone (404, no download; the soak caught it). The
-    exports and small workdir files are therefore handed over as data, referenced by this session's page."""
+    exports and small workdir files are therefore handed over as data, referenced by this session's page, and
+    clicking them starts no run."""
     from streamlit.runtime.media_file_manager import MediaFileManager
 
     managers = []  # AppTest's runtime exists only during a run: catch its manager at its end-of-run pass
@@ -211,6 +212,9 @@ def test_downloads_outlive_other_sessions_runs(code_page, monkeypatch):
     for label in wanted:
         url = buttons[label].url
         assert url and not buttons[label].deferred_file_id, f"{label} is made on click"
+        # a click must not start a run: the run drops this page's reference to the file until it draws the
+        # button again, and two other sessions' runs ending meanwhile delete it (a canceled download)
+        assert buttons[label].ignore_rerun, f"clicking {label} reruns the page"
         manager._storage.get_file(url.rsplit("/", 1)[-1])  # raises when the file was deleted
 
 

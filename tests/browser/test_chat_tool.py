@@ -139,6 +139,21 @@ def test_switching_pages_keeps_each_history(server, page):
     assert ui.messages(page).count() == tool_count and "12*7" in ui.messages(page).first.inner_text()
 
 
+def test_the_pages_fetch_nothing_from_outside_the_machine(server, page):
+    """Offline and private: every page (icons, favicon, fonts included) loads from the app's own server.
+    A Material icon as the favicon made the browser ask fonts.gstatic.com for it on every page."""
+    from urllib.parse import urlsplit
+
+    own = urlsplit(server.url).hostname
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if urlsplit(r.url).scheme in ("http", "https", "ws", "wss")
+            and urlsplit(r.url).hostname != own else None)
+    for mode in ("", "tool", "code"):
+        ui.open_mode(page, server.url, mode)
+    page.wait_for_timeout(1000)  # the favicon is asked for after the first paint
+    assert not outside, outside
+
+
 def test_two_browser_sessions_see_separate_histories(server, chromium):
     words = ("Hello!", "Who are you?")
     sessions = []
