@@ -195,12 +195,11 @@ class Session(threading.Thread):
                           .filter(has_text=self.csv).first)
                 uploader = ui.keyed(page, "code_uploads")
                 for attempt in range(UPLOAD_TRIES):
-                    if attempt == 0:
-                        uploader.locator("input[type=file]").set_input_files(str(path))
-                    else:  # again as a person does it: the Upload button, then the file chooser
-                        with page.expect_file_chooser() as chooser:
-                            uploader.get_by_role("button").filter(has_text="Upload").first.click()
-                        chooser.value.set_files(str(path))
+                    # as a person does it: the Upload button, then the file chooser (setting the hidden input's
+                    # files directly was sometimes not seen by the page: the input held the file, no chip came)
+                    with page.expect_file_chooser() as chooser:
+                        uploader.get_by_role("button").filter(has_text="Upload").first.click()
+                    chooser.value.set_files(str(path))
                     try:
                         listed.wait_for(timeout=UPLOAD_WAIT_MS if attempt + 1 < UPLOAD_TRIES else None)
                         break
@@ -354,7 +353,11 @@ def main(argv: list[str] | None = None) -> int:
         })
     finally:
         server.stop()
-    ok = not result.get("errors") and not result.get("leaks") and not result.get("kernels_left_after_close")
+    # the turns asked for are part of the claim: a session stopped short by --max-minutes fails the soak
+    result["short_sessions"] = [f"session {i}: {n} of {args.turns} turns before --max-minutes"
+                                for i, n in enumerate(result.get("turns_per_session", [])) if n < args.turns]
+    ok = (not result.get("errors") and not result.get("leaks") and not result.get("kernels_left_after_close")
+          and not result["short_sessions"])
     result["ok"] = ok
     print(f"\nmachine: {info['cpu']}, {info['cores']} cores, {info['ram_gib']} GiB, load {info['load_average_at_start']}")
     for key in ("minutes", "turns", "turns_per_session", "kernels_baseline", "kernels_peak", "kernels_spare_by_design", "kernels_left_after_close", "kernels_back_after_s",
@@ -364,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'leaks':30} {len(result.get('leaks', []))}")
     print(f"  {'model misses (not errors)':30} {len(result.get('model_misses', []))}")
     print(f"  {'uploads chosen again':30} {len(result.get('upload_retries', []))}")
+    for short in result["short_sessions"]:
+        print(f"   ! {short}")
     for line in result.get("errors", []) + result.get("leaks", []):
         print("   !", line[:600])
     print(f"  screenshots: {result.get('screenshots')}")
