@@ -324,6 +324,25 @@ def test_restart_loses_variables_but_keeps_files(sb):
     assert sb.execute("print(open('kept_on_disk.txt').read())").text() == "disk\n"
 
 
+def test_restart_does_not_wait_for_code_that_ignores_the_interrupt(sb):
+    """The page's Restart button is the way out of code that will not stop: it must not queue behind it."""
+    import threading
+
+    sb.execute("lost_variable = 1")
+    code = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nprint('started', flush=True)\ntime.sleep(300)"
+    results, started = [], threading.Event()
+    runner = threading.Thread(target=lambda: results.append(sb.execute(
+        code, timeout=300, on_output=lambda out: started.set())))
+    runner.start()
+    assert started.wait(60)
+    sb.interrupt()  # ignored by the code
+    sb.restart()  # returns once the fresh kernel is up, not after the code's 300 s
+    runner.join(60)
+    assert not runner.is_alive() and results[0].status == "died", results
+    assert sb.execute("lost_variable").status == "error"  # a fresh kernel
+    assert_usable(sb)
+
+
 def test_errors_come_without_ansi_codes(sb):
     result = sb.execute("def f():\n    return 1/0\nf()")
     assert result.status == "error" and "ZeroDivisionError" in result.message

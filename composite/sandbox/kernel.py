@@ -657,7 +657,13 @@ class Sandbox:
             logger.debug("interrupt failed: %s", exc)
 
     def restart(self) -> None:
-        """Kill the kernel and start a fresh one (variables are lost; workdir files stay)."""
+        """Kill the kernel and start a fresh one (variables are lost; workdir files stay). It does not wait for
+        a running execution: the kernel is killed first, so code that ignored the interrupt ends at once (its
+        execution returns as a kernel death) instead of holding the restart until its own timeout."""
+        if self._closed:
+            raise SandboxError("the sandbox was shut down; create a new one")
+        if self._lock.locked():
+            kill_process(self._proc, self._inner_pid)
         with self._lock:
             if self._closed:
                 raise SandboxError("the sandbox was shut down; create a new one")
