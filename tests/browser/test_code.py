@@ -70,7 +70,7 @@ def test_interrupt_a_long_run_then_restart_the_kernel(server, page):
     ui.open_mode(page, server.url, "code")
     ui.greedy(page, "code")
     ui.set_number(page, "code_timeout", 3000)  # far longer than this test waits: only the interrupt can end it
-    ui.send(page, "Compute 9**9**9 with Python.", wait=False)
+    ui.send(page, "What is 9**9**9? Use Python.", wait=False)  # print(9**9**9): runs until interrupted
     page.get_by_text(re.compile("running code")).wait_for(timeout=ui.LONG)
     page.wait_for_timeout(1500)
     ui.click(page, "code_interrupt")
