@@ -224,6 +224,7 @@ class GatewayExecutor:
         self._kc: Any = None
         self._lock = threading.RLock()  # one execution (or start/restart) at a time
         self._busy = False
+        self._gateway_restarted = False  # set when the gateway restarted a dead kernel: wait for it to answer
         self._closed = False
         self._starting: threading.Thread | None = None
         self._images = 0
@@ -378,14 +379,23 @@ class GatewayExecutor:
             raise _describe(exc, self.url, "connect") from exc
 
     def _wait_kernel_ready(self) -> None:
-        """kernel_info until the kernel answers (a fresh remote kernel may take a while)."""
+        """kernel_info until the kernel answers on shell and its IOPub status for one of our requests arrives
+        (a fresh remote kernel may take a while; after the gateway restarts a kernel, IOPub can come back later
+        than shell, and a run started before it would lose its output and wait for its timeout)."""
         deadline = time.monotonic() + self.startup_timeout
+        sent: set[str] = set()
+        shell_ok = iopub_ok = False
         while time.monotonic() < deadline:
-            msg_id = self._kc.kernel_info()
+            sent.add(self._kc.kernel_info())
             until = min(deadline, time.monotonic() + 2.0)
             while time.monotonic() < until:
-                reply = self._get(self._kc.shell_channel, 0.1)
-                if reply is not None and reply["parent_header"].get("msg_id") == msg_id:
+                reply = self._get(self._kc.shell_channel, 0.05)
+                if reply is not None and reply["parent_header"].get("msg_id") in sent:
+                    shell_ok = True
+                while (note := self._get(self._kc.iopub_channel, 0.05)) is not None:
+                    if note["parent_header"].get("msg_id") in sent:
+                        iopub_ok = True
+                if shell_ok and iopub_ok:
                     self._drain(self._kc.iopub_channel)
                     return
                 if self._router_finished():
@@ -481,6 +491,11 @@ class GatewayExecutor:
             self._busy = True
             try:
                 note = self._ensure_connected()
+                if self._gateway_restarted:
+                    # the gateway restarts a dead kernel by itself: a request sent before the new kernel
+                    # answers is lost (the run would wait for its timeout and show nothing)
+                    self._wait_kernel_ready()
+                    self._gateway_restarted = False
                 result = self._execute(code, timeout, on_output)
             finally:
                 self._busy = False
@@ -555,6 +570,7 @@ class GatewayExecutor:
                     # the gateway's own notice (no parent): the kernel process died and is restarted
                     status = "died"
                     message = "the kernel died on the gateway; the gateway restarted it and variables were lost"
+                    self._gateway_restarted = True
                     break
                 if msg["parent_header"].get("msg_id") != msg_id:
                     continue  # an earlier request's late output
