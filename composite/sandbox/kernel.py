@@ -393,9 +393,12 @@ class Sandbox:
 
     ensure_ready = wait_ready
 
-    def _ensure_started_locked(self) -> None:
+    def _check_open(self) -> None:
         if self._closed:
             raise SandboxError("the sandbox was shut down; create a new one")
+
+    def _ensure_started_locked(self) -> None:
+        self._check_open()
         if self._ready and self._proc is not None and self._proc.poll() is None:
             return
         if self._km is not None:
@@ -660,13 +663,11 @@ class Sandbox:
         """Kill the kernel and start a fresh one (variables are lost; workdir files stay). It does not wait for
         a running execution: the kernel is killed first, so code that ignored the interrupt ends at once (its
         execution returns as a kernel death) instead of holding the restart until its own timeout."""
-        if self._closed:
-            raise SandboxError("the sandbox was shut down; create a new one")
+        self._check_open()
         if self._lock.locked():
             kill_process(self._proc, self._inner_pid)
         with self._lock:
-            if self._closed:
-                raise SandboxError("the sandbox was shut down; create a new one")
+            self._check_open()  # shut down while this waited
             self._kill_locked()
             self._launch_locked()
 
