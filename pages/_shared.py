@@ -270,19 +270,20 @@ def _workdir_images(message: Message, workdir: Path | None) -> list[tuple[str, b
 def show_image(data: bytes | None, caption: str | None = None) -> None:
     """Render image bytes (PNG, JPEG, GIF or SVG), never a path; anything else becomes a short note,
     so no file the sandboxed code writes can break the page or reach it as text."""
-    label = "".join(ch if ch.isprintable() else "?" for ch in str(caption or "image"))[:120]
+    # a caption is Markdown too: a name the code (or an imported conversation) chose is shown escaped
+    label = plain_markdown("".join(ch if ch.isprintable() else "?" for ch in str(caption or "image"))[:120])
     payload: bytes | str | None = None
     if data and (data[:8] == b"\x89PNG\r\n\x1a\n" or data[:3] == b"\xff\xd8\xff" or data[:6] in (b"GIF87a", b"GIF89a")):
         payload = data
     elif data and b"<svg" in data[:4096]:
         payload = data.decode("utf-8", "replace")  # st.image takes SVG as markup
     if payload is None:
-        st.caption(f"{plain_markdown(label)}: not shown (missing, not a regular file, or not a PNG/JPEG/GIF/SVG image)")
+        st.caption(f"{label}: not shown (missing, not a regular file, or not a PNG/JPEG/GIF/SVG image)")
         return
     try:
         st.image(payload, caption=label)
     except Exception:  # deliberately broad: a malformed image (PIL raises many kinds) costs its picture, not the page
-        st.caption(f"{plain_markdown(label)}: not shown (the image could not be decoded)")
+        st.caption(f"{label}: not shown (the image could not be decoded)")
 
 
 def render_call(message: Message) -> None:

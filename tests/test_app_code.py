@@ -226,3 +226,24 @@ def test_kernel_output_and_errors_reach_the_page_as_plain_text(code_page):
     code_page.run()
     errors = [e.value for e in code_page.main.error if "ValueError" in e.value]
     assert errors and all(plain_markdown("![y](http:/leak.example/e.png) 9**9**9") in body for body in errors), errors
+
+
+def test_an_image_caption_from_a_kernel_made_name_is_plain_text():
+    """st.image's caption is Markdown as well: a plot's name comes from the kernel (or an imported conversation)."""
+    from pages._shared import plain_markdown
+
+    def app():
+        import io
+
+        from PIL import Image
+
+        from pages._shared import show_image
+
+        buf = io.BytesIO()
+        Image.new("RGB", (4, 4)).save(buf, "PNG")
+        show_image(buf.getvalue(), "![x](http:/leak.example/c.png).png")
+
+    at = AppTest.from_function(app).run()
+    assert not at.exception
+    captions = [img.caption for node in at.get("image") for img in node.proto.imgs]
+    assert captions == [plain_markdown("![x](http:/leak.example/c.png).png")], captions
