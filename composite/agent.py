@@ -221,6 +221,10 @@ class Agent:
                 yield Done("error")
                 return
             turns = [t for t in end.turns if t.text or t.content or t.calls]
+            if not turns and end.finish_reason not in ("cancelled", "error"):
+                # nothing to add to the history, but never a silent nothing: say so, and how to go on
+                yield Notice("the model's answer was empty (it ended at once); press Retry, or change the "
+                             "sampling (temperature, seed)", "warning")
             for index, turn in enumerate(turns):
                 acting = index == len(turns) - 1 and turn.kind != "text" and self.mode != "chat"
                 for message in self._turn_messages(turn, acting):

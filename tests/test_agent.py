@@ -238,3 +238,14 @@ def test_a_run_left_mid_code_keeps_what_it_printed_when_the_code_ignores_the_int
     observation = history[-1]
     assert "partial-1" in observation.content and "interrupted" in observation.content
     assert observation.extra["interrupted"] is True and observation.extra["status"] == "interrupted"
+
+
+@pytest.mark.parametrize("mode", ["chat", "tool", "code"])
+def test_an_empty_answer_is_said_and_adds_nothing_to_the_history(mode):
+    history = [Message("user", "hi")]
+    agent = Agent(ScriptedBackend([""]), mode, sandbox=FakeSandbox() if mode == "code" else None)
+    events = list(agent.run(history, PARAMS))
+    notices = [e for e in events if isinstance(e, Notice)]
+    assert len(notices) == 1 and notices[0].level == "warning" and "empty" in notices[0].message
+    assert [m.role for m in history] == ["user"]  # no empty assistant message is recorded
+    assert isinstance(events[-1], Done) and events[-1].reason == "answered"
