@@ -138,6 +138,26 @@ def test_training_generator_never_asks_a_near_copy_of_a_newcomer_prompt() -> Non
     assert any(near_newcomer(ex.messages[0].content, [str(v) for v in ex.args.values()]) for ex in proposed)
 
 
+def test_real_entity_words_never_include_a_word_of_a_newcomer_prompt() -> None:
+    """Training's real-word entities (strings, files, places) leave out every word the newcomer set uses."""
+    import re
+
+    newcomer_words = {w.lower() for c in CASES for w in re.findall(r"[A-Za-z]+", c.prompt)}
+    pool = data.real_words()
+    assert len(pool) >= 150 and not {w.lower() for w in pool} & newcomer_words
+    assert {"hello", "racecar", "revenue", "Reykjavik"} <= set(data.REAL_WORDS) - set(pool)  # filtered, not absent
+    rng = random.Random(3)
+    drawn = {skills.place(rng, "train") for _ in range(400)} | {data.word(rng, "train") for _ in range(400)}
+    assert drawn & set(pool)  # training does draw real words
+    assert not {w.lower() for d in drawn for w in re.findall(r"[A-Za-z]+", d)} & {"hello", "racecar", "revenue"}
+
+
+def test_the_held_out_eval_draws_no_real_words() -> None:
+    """Real words are a training-only change: the held-out eval's entities are the made-up ones they were."""
+    rng = random.Random(4)
+    assert not {data.word(rng, "eval") for _ in range(300)} & set(data.REAL_WORDS)
+
+
 def test_newcomer_prompts_are_not_training_text_verbatim() -> None:
     rng = random.Random(9)
     asked = {data.exchange_for(rng, "train", rng.choice(["tool", "code", "chat"])).messages[0].content.strip().lower()

@@ -48,6 +48,9 @@ def _syllables(rng: random.Random, n: int) -> str:
 
 
 def _latin(rng: random.Random) -> str:
+    if rng.random() < data.REAL_WORD_SHARE * 0.6:  # a real name or word, often one tokenizer piece
+        w = data.real_word(rng, 3)
+        return w[0].upper() + w[1:]
     if rng.random() < 0.35:  # fully random letters: nothing to memorise, only copying works
         pool = data.LETTERS * 3 + ACCENTED
         base = "".join(rng.choice(pool) for _ in range(rng.randint(3, 10)))
