@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -146,3 +147,20 @@ def test_tool_conversations_under_other_prompts_always_list_the_tools_they_call(
         lists.add(tuple(listed))
     assert SYSTEM_PROMPTS["tool"] in systems and len(systems) >= 6
     assert any(len(names) < len(full) for names in lists) and any(list(names) != full and len(names) == len(full) for names in lists)
+
+
+def test_contrast_conversations_ask_other_operations_of_the_same_data() -> None:
+    """Each conversation reuses one list or string; the operations (so the code and the results) all differ."""
+    from composite.embedded.newcomer import near_newcomer
+
+    rng = random.Random(11)
+    for _ in range(60):
+        conv = data.sample_contrast_conversation(rng)
+        assert conv.mode == "code" and 2 <= len(conv.exchanges) <= 4
+        codes = [ex.messages[1].content for ex in conv.exchanges]
+        assert len(set(codes)) == len(codes)  # another operation each time
+        # the same data in every ask: the list (data = [...]) or the string (a string literal)
+        found = [set(re.findall(r"data = \[[^\]]*\]", code)) | set(re.findall(r'"(?:[^"\\]|\\.)+"', code))
+                 for code in codes]
+        assert set.intersection(*found) - {'"aeiouAEIOU"'}, codes
+        assert not any(near_newcomer(ex.messages[0].content, []) for ex in conv.exchanges)

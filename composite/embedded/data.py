@@ -29,6 +29,7 @@ __all__ = [
     "is_heldout_name",
     "is_heldout_number",
     "sample_clean_copy",
+    "sample_contrast_conversation",
     "sample_conversation",
     "sample_copy_task",
     "sample_eval_case",
@@ -796,6 +797,19 @@ def sample_conversation(rng: random.Random, split: str = "train", mode: str | No
     n = rng.choices([1, 2, 3, 4], weights=[0.3, 0.3, 0.25, 0.15])[0]
     exchanges = [exchange_for(rng, split, mode) for _ in range(n)]
     return Conversation(mode, tool_schemas() if mode == "tool" else None, exchanges)
+
+
+def sample_contrast_conversation(rng: random.Random) -> Conversation:
+    """A code conversation asking several operations of the same data (skills.contrast_exchanges); no ask is a
+    near copy of a newcomer prompt."""
+    from . import skills
+    from .newcomer import near_newcomer
+
+    for _ in range(30):
+        exchanges = skills.contrast_exchanges(rng, "train")
+        if not any(near_newcomer(ex.messages[0].content, []) for ex in exchanges):
+            break
+    return Conversation("code", None, exchanges)
 
 
 OTHER_TOOL_SYSTEMS = [

@@ -334,18 +334,30 @@ def _listing(rng: random.Random, values: list[Any]) -> str:
     return text
 
 
-def ex_stats_any(rng: random.Random, split: str) -> Exchange:
-    zh = rng.random() < 0.25
-    name, en, cn, expr, label = rng.choice(STAT_OPS)
-    n = rng.randint(3, 9)
-    values = [number(rng, split, rng.choice([1, 2, 2, 3])) for _ in range(n)]
+def stat_values(rng: random.Random, split: str) -> list[Any]:
+    values = [number(rng, split, rng.choice([1, 2, 2, 3])) for _ in range(rng.randint(3, 9))]
     if rng.random() < 0.15:
         values = [v if rng.random() < 0.7 else -v for v in values]
-    if name == "mode":
-        values[rng.randrange(n)] = values[0]
-        while statistics.multimode(values) != [statistics.mode(values)]:
-            values.append(values[0])
-    if rng.random() < 0.12 and name not in ("mode",):
+    return values
+
+
+def with_mode(rng: random.Random, values: list[Any]) -> list[Any]:
+    """The list with one most frequent value (a repeat of its first), so its mode is unambiguous."""
+    values = list(values)
+    values[rng.randrange(len(values))] = values[0]
+    while statistics.multimode(values) != [statistics.mode(values)]:
+        values.append(values[0])
+    return values
+
+
+def ex_stats_any(rng: random.Random, split: str, op: str | None = None, values: list[Any] | None = None) -> Exchange:
+    """A statistics question; op and values fix the operation and the list (a contrast conversation's asks)."""
+    zh = rng.random() < 0.25
+    name, en, cn, expr, label = rng.choice(STAT_OPS) if op is None else next(o for o in STAT_OPS if o[0] == op)
+    values = stat_values(rng, split) if values is None else list(values)
+    if name == "mode" and op is None:
+        values = with_mode(rng, values)
+    if op is None and rng.random() < 0.12 and name not in ("mode",):
         values = [round(v / 10, 1) for v in values]
     listing = _listing(rng, values)
     if zh:
@@ -410,11 +422,12 @@ def _quote(rng: random.Random, text: str, zh: bool) -> str:
     return rng.choice(["'{}'", "'{}'", "\"{}\"", "\"{}\"", "“{}”", "{}"]).format(text)
 
 
-def ex_string_any(rng: random.Random, split: str) -> Exchange:
+def ex_string_any(rng: random.Random, split: str, op: str | None = None, text: str | None = None) -> Exchange:
+    """A string question; op and text fix the operation and the string (a contrast conversation's asks)."""
     zh = rng.random() < 0.2
-    op = rng.choice(list(STR_OPS))
+    op = op or rng.choice(list(STR_OPS))
     en, cn, tmpl = STR_OPS[op]
-    w = _text(rng, split, op)
+    w = _text(rng, split, op) if text is None else text
     c = rng.choice([ch for ch in w if ch != " "])
     r = rng.choice(data.LETTERS) if rng.random() < 0.7 else word(rng, split, 1, 3)
     quoted = _quote(rng, w, zh)
@@ -663,6 +676,21 @@ def ex_csv_any(rng: random.Random, split: str) -> Exchange:
 
 CODE_MAKERS = [(ex_stats_any, 0.22), (ex_string_any, 0.24), (ex_arith_words, 0.14), (ex_plot_function, 0.1),
                (ex_chart, 0.12), (ex_csv_any, 0.13), (ex_out_of_skill, 0.06)]
+
+
+def contrast_exchanges(rng: random.Random, split: str) -> list[Exchange]:
+    """2-4 asks about the same list or string, each with another operation: only the operation's words tell
+    the answers apart, so the model must read them (not guess the op from the data's look)."""
+    k = rng.randint(2, 4)
+    if rng.random() < 0.55:
+        ops = rng.sample([o[0] for o in STAT_OPS], k)
+        values = stat_values(rng, split)
+        if "mode" in ops:
+            values = with_mode(rng, values)
+        return [ex_stats_any(rng, split, op, values) for op in ops]
+    text = _text(rng, split, "words")
+    ops = rng.sample([o for o in STR_OPS if o != "palindrome"], k)
+    return [ex_string_any(rng, split, op, text) for op in ops]
 
 
 def all_templates() -> list[str]:

@@ -101,6 +101,7 @@ def encode_conversation(dialect: ChatGLM3Dialect, conv: data.Conversation) -> tu
     return ids, labels
 
 
+CONTRAST_SHARE = 0.2  # of the rest: code conversations asking several operations of the same data
 VARIED_TOOL_SHARE = 0.15  # other rows' share of tool conversations under another system prompt / tool list
 
 
@@ -181,6 +182,8 @@ def make_batch(step: int, cfg: TrainConfig, dialect: ChatGLM3Dialect) -> dict[st
             conv = data.sample_copy_task(rng)
         elif rng.random() < VARIED_TOOL_SHARE:
             conv = data.sample_varied_tool_conversation(rng)
+        elif rng.random() < CONTRAST_SHARE:
+            conv = data.sample_contrast_conversation(rng)
         else:
             conv = data.sample_conversation(rng, "train", rng.choices(["code", "chat"], weights=[0.68, 0.32])[0])
         return encode_conversation(dialect, conv)
