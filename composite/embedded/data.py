@@ -101,7 +101,7 @@ REAL_WORDS = (
     "tiger lion zebra horse rabbit turtle eagle falcon parrot dolphin whale shark spider beetle "
     "Oslo Lima Cairo Nairobi Seoul Osaka Kyoto Hanoi Delhi Mumbai Boston Denver Dallas Austin Miami Seattle"
 ).split()
-REAL_WORD_SHARE = 0.35  # of training entity words (the held-out eval draws none: its cases stay what they were)
+REAL_WORD_SHARE = 0.35  # of skills.py's entity words (data.py's makers, which the held-out eval uses, draw none)
 
 
 @dataclass
@@ -243,8 +243,6 @@ def real_word(rng: random.Random, lo: int = 1, hi: int = 99) -> str:
 
 
 def word(rng: random.Random, split: str, lo: int = 3, hi: int = 9) -> str:
-    if split == "train" and rng.random() < REAL_WORD_SHARE:
-        return _accept(rng, split, lambda r: real_word(r, lo, hi), is_heldout_name)
     return _accept(rng, split, lambda r: _word(r, lo, hi), is_heldout_name)
 
 

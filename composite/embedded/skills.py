@@ -15,7 +15,7 @@ from typing import Any
 
 from ..messages import Message
 from . import data
-from .data import Exchange, _code_exchange, _render, _run, call_code, number, word
+from .data import Exchange, _code_exchange, _render, _run, call_code, number
 
 __all__ = ["CODE_MAKERS", "TOOL_MAKERS", "all_templates", "place"]
 
@@ -32,6 +32,13 @@ NUM_WORDS = {0: "zero", 1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6:
              16: "sixteen", 17: "seventeen", 18: "eighteen", 19: "nineteen", 20: "twenty", 30: "thirty",
              40: "forty", 50: "fifty", 60: "sixty", 70: "seventy", 80: "eighty", 90: "ninety", 100: "a hundred"}
 ZH_DIGITS = "零一二三四五六七八九十"
+
+
+def word(rng: random.Random, split: str, lo: int = 3, hi: int = 9) -> str:
+    """An entity word: a real one (data.REAL_WORD_SHARE of them) or a made-up one (data.word)."""
+    if rng.random() < data.REAL_WORD_SHARE:
+        return data._accept(rng, split, lambda r: data.real_word(r, lo, hi), data.is_heldout_name)
+    return data.word(rng, split, lo, hi)
 
 
 def _syllables(rng: random.Random, n: int) -> str:
