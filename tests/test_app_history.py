@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from composite.messages import Message
 from composite.store import open_store
+from tests.helpers import short_greedy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,12 +31,6 @@ def _page(mode: str, tiny_model_dir, monkeypatch, conv: str | None = None) -> Ap
     return at
 
 
-def _fast(at, mode="chat"):
-    at.number_input(key=f"{mode}_max_new").set_value(6)
-    at.slider(key=f"{mode}_temperature").set_value(0.0)
-    return at.run()
-
-
 @pytest.fixture
 def store():
     opened = open_store()  # the autouse fixture's per-test data dir: the one the pages use
@@ -48,7 +43,7 @@ def _sidebar_text(at) -> str:
 
 
 def test_a_sent_message_is_stored_and_the_url_names_it(tiny_model_dir, monkeypatch, store):
-    at = _fast(_page("chat", tiny_model_dir, monkeypatch))
+    at = short_greedy(_page("chat", tiny_model_dir, monkeypatch), "chat", 6)
     at.chat_input[0].set_value("remember the tulips").run()
     assert not at.exception
     (info,) = store.list("chat")
@@ -71,7 +66,7 @@ def test_the_url_reopens_the_conversation_after_a_reload(tiny_model_dir, monkeyp
     assert [t.value for t in user.text] == ["first question: 9**9**9?"] and not user.markdown
     assert answer.markdown[0].value == "first answer"
     assert at.text_area(key="chat_system").value == "be brief"
-    _fast(at).chat_input[0].set_value("second question").run()
+    short_greedy(at, "chat", 6).chat_input[0].set_value("second question").run()
     assert [m.content for m in store.get(info.id).messages][:4] == ["be brief", "first question: 9**9**9?", "first answer",
                                                                      "second question"]
     assert len(store.list("chat")) == 1  # continued, not copied
@@ -80,7 +75,7 @@ def test_the_url_reopens_the_conversation_after_a_reload(tiny_model_dir, monkeyp
 def test_an_unknown_id_is_not_found_and_the_page_still_works(tiny_model_dir, monkeypatch, store):
     at = _page("chat", tiny_model_dir, monkeypatch, conv="no-such-conversation")
     assert any("not found" in e.value for e in at.sidebar.error)
-    _fast(at).chat_input[0].set_value("fresh start").run()
+    short_greedy(at, "chat", 6).chat_input[0].set_value("fresh start").run()
     (info,) = store.list("chat")
     assert info.title == "fresh start" and at.query_params["c"] == info.id
 
@@ -118,7 +113,7 @@ def test_history_titles_are_shown_as_typed(tiny_model_dir, monkeypatch, store):
 
 
 def test_new_conversation_keeps_the_old_one(tiny_model_dir, monkeypatch, store):
-    at = _fast(_page("chat", tiny_model_dir, monkeypatch))
+    at = short_greedy(_page("chat", tiny_model_dir, monkeypatch), "chat", 6)
     at.chat_input[0].set_value("the first").run()
     first = at.query_params["c"]
     at.button(key="chat_hist_new").click().run()
@@ -161,7 +156,7 @@ def test_user_scope_reads_the_trusted_header(monkeypatch):
 
 def test_users_see_only_their_own_conversations(tiny_model_dir, monkeypatch, store):
     _as(monkeypatch, "alice")
-    at = _fast(_page("chat", tiny_model_dir, monkeypatch))
+    at = short_greedy(_page("chat", tiny_model_dir, monkeypatch), "chat", 6)
     at.chat_input[0].set_value("alice's plan").run()
     alice_id = at.query_params["c"]
     assert [c.id for c in store.list(user="alice")] == [alice_id]
@@ -177,7 +172,7 @@ def test_users_see_only_their_own_conversations(tiny_model_dir, monkeypatch, sto
 def test_a_missing_header_stores_and_shows_nothing_and_says_why(tiny_model_dir, monkeypatch, store):
     store.create_conversation("chat", [Message("user", "someone's secret")], user="alice")
     _as(monkeypatch, None)
-    at = _fast(_page("chat", tiny_model_dir, monkeypatch))
+    at = short_greedy(_page("chat", tiny_model_dir, monkeypatch), "chat", 6)
     assert any("X-Forwarded-User" in w.value and "nothing is stored or shown" in w.value for w in at.sidebar.warning)
     assert not [b for b in at.sidebar.button if b.key and b.key.startswith("chat_hist_open_")]
     at.chat_input[0].set_value("not to be stored").run()
@@ -191,7 +186,7 @@ def test_a_corrupt_database_turns_history_off_and_the_chat_goes_on(tiny_model_di
     data.mkdir()
     (data / "composite.db").write_bytes(b"not a database at all " * 100)
     monkeypatch.setenv("COMPOSITE_DATA_DIR", str(data))
-    at = _fast(_page("chat", tiny_model_dir, monkeypatch))
+    at = short_greedy(_page("chat", tiny_model_dir, monkeypatch), "chat", 6)
     assert "History is off" in _sidebar_text(at) and "corrupt" in _sidebar_text(at)
     at.chat_input[0].set_value("still answered?").run()
     assert not at.exception
@@ -216,7 +211,7 @@ def test_a_reopened_code_conversation_gets_a_fresh_kernel_with_its_files(tiny_mo
     from composite.agent import Decision
     from composite.prompts import system_prompt
 
-    at = _fast(_page("code", tiny_model_dir, monkeypatch), "code")
+    at = short_greedy(_page("code", tiny_model_dir, monkeypatch), "code", 6)
     at.session_state["code_history"] = [
         Message("system", system_prompt("code")), Message("user", "make a file"),
         Message("assistant", "```python\nsecret = 41\nopen('result.txt', 'w').write(str(secret + 1))\n```",
@@ -245,7 +240,7 @@ def test_a_reopened_code_conversation_gets_a_fresh_kernel_with_its_files(tiny_mo
     assert [caption for image in again.get("image") for caption in image.captions] == ["dot.png"]  # shown again
     result = sandbox.execute("print(open('result.txt').read())\ntry:\n    secret\nexcept NameError:\n    print('gone')")
     assert result.text().split() == ["42", "gone"]
-    _fast(again, "code").chat_input[0].set_value("what is in result.txt?").run()
+    short_greedy(again, "code", 6).chat_input[0].set_value("what is in result.txt?").run()
     user_turn = [m for m in again.session_state["code_history"] if m.role == "user"][-1]
     assert "what is in result.txt?" in user_turn.content and "fresh Python kernel" in user_turn.content
     st.cache_resource.clear()
@@ -285,7 +280,7 @@ def test_postgres_down_mid_session_turns_history_off_and_the_chat_goes_on(tiny_m
 
     url = postgres_server.create_database(f"app_{uuid.uuid4().hex[:12]}")
     monkeypatch.setenv("COMPOSITE_DATABASE_URL", url)
-    at = _fast(_page("chat", tiny_model_dir, monkeypatch))
+    at = short_greedy(_page("chat", tiny_model_dir, monkeypatch), "chat", 6)
     at.chat_input[0].set_value("before the outage").run()
     conv = at.query_params["c"]
     postgres_server.stop()

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.helpers import short_greedy
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -19,13 +21,6 @@ def app(tiny_model_dir, monkeypatch):
     return at
 
 
-def _greedy(at, mode):
-    """Short, greedy answers: sampled ones from the random tiny model are sometimes empty (1.5 % at 0.8)."""
-    at.number_input(key=f"{mode}_max_new").set_value(8)
-    at.slider(key=f"{mode}_temperature").set_value(0.0)
-    return at.run()
-
-
 def _roles(at, mode):
     return [m.role for m in at.session_state[f"{mode}_history"]]
 
@@ -33,7 +28,7 @@ def _roles(at, mode):
 def test_main_opens_chat_with_a_welcome_and_a_turn_starts(app):
     assert app.title[0].value.endswith("Chat")
     assert any("Model:" in c.value and "tiny-random" in c.value for c in app.caption)  # the welcome names the model
-    _greedy(app, "chat")
+    short_greedy(app, "chat", 8)
     app.chat_input(key="chat_input").set_value("hello there").run()
     assert not app.exception, app.exception
     assert _roles(app, "chat") == ["system", "user", "assistant"]  # the input was not dropped by a rerun
@@ -41,13 +36,13 @@ def test_main_opens_chat_with_a_welcome_and_a_turn_starts(app):
 
 
 def test_main_switches_to_the_tool_page_and_keeps_the_chat_history(app):
-    _greedy(app, "chat")
+    short_greedy(app, "chat", 8)
     app.chat_input(key="chat_input").set_value("first").run()
     app.query_params.clear()  # the stored-history link (?c=) names the chat conversation
     app.switch_page("pages/tool.py").run()
     assert not app.exception, app.exception
     assert app.title[0].value.endswith("Tool")
-    _greedy(app, "tool")
+    short_greedy(app, "tool", 8)
     app.chat_input(key="tool_input").set_value("second").run()
     assert _roles(app, "tool")[:2] == ["system", "user"] and app.session_state["tool_history"][1].content == "second"
     assert _roles(app, "chat") == ["system", "user", "assistant"]

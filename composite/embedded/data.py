@@ -233,7 +233,8 @@ def real_words() -> tuple[str, ...]:
 
 
 def real_word(rng: random.Random, lo: int = 1, hi: int = 99) -> str:
-    """A real word of lo..hi characters (lowercase unless it is a name), or the nearest fit."""
+    """A real word of lo..hi characters (lowercase unless it is a name); when 20 draws miss that length, the
+    last word drawn."""
     pool = real_words()
     for _ in range(20):
         w = rng.choice(pool)
