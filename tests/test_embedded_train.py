@@ -164,3 +164,54 @@ def test_contrast_conversations_ask_other_operations_of_the_same_data() -> None:
                  for code in codes]
         assert set.intersection(*found) - {'"aeiouAEIOU"'}, codes
         assert not any(near_newcomer(ex.messages[0].content, []) for ex in conv.exchanges)
+
+
+def test_a_deeper_model_grown_from_a_checkpoint_starts_as_the_same_function(tmp_path: Path) -> None:
+    import torch
+    from transformers import GlmForCausalLM
+
+    from composite.embedded.train import TrainConfig, grow_layers, model_config
+    from composite.tokenizer import ChatGLMTokenizer
+
+    tok = ChatGLMTokenizer(MODEL_DIR / "tokenizer.model")
+    small = TrainConfig(hidden=32, layers=2, heads=2, kv_heads=1, intermediate=64)
+    torch.manual_seed(0)
+    source = GlmForCausalLM(model_config(tok, small)).eval()
+    for deeper in (3, 4):
+        grown = GlmForCausalLM(model_config(tok, TrainConfig(**{**small.__dict__, "layers": deeper}))).eval()
+        grown.load_state_dict(grow_layers(source.state_dict(), grown.state_dict()))
+        ids = torch.randint(3, 1000, (1, 40))
+        with torch.no_grad():
+            assert torch.allclose(source(ids).logits, grown(ids).logits, atol=1e-5)
+        # the new layers are not copies: their attention and MLP inputs are fresh weights
+        names = {n.split(".")[2] for n in grown.state_dict() if n.startswith("model.layers.")}
+        assert len(names) == deeper
+
+
+def test_a_model_can_only_grow_in_depth(tmp_path: Path) -> None:
+    from transformers import GlmForCausalLM
+
+    from composite.embedded.train import TrainConfig, grow_layers, model_config
+    from composite.tokenizer import ChatGLMTokenizer
+
+    tok = ChatGLMTokenizer(MODEL_DIR / "tokenizer.model")
+    base = TrainConfig(hidden=32, layers=2, heads=2, kv_heads=1, intermediate=64)
+    two = GlmForCausalLM(model_config(tok, base)).state_dict()
+    one = GlmForCausalLM(model_config(tok, TrainConfig(**{**base.__dict__, "layers": 1}))).state_dict()
+    wide = GlmForCausalLM(model_config(tok, TrainConfig(**{**base.__dict__, "layers": 3, "hidden": 64,
+                                                             "heads": 4}))).state_dict()
+    with pytest.raises(ConfigError, match="can only grow"):
+        grow_layers(two, one)
+    with pytest.raises(ConfigError, match="only the number of layers can grow"):
+        grow_layers(two, wide)
+
+
+def test_fine_tuning_can_grow_the_model(tmp_path: Path) -> None:
+    import torch
+
+    _train(tmp_path / "base")
+    log = _train(tmp_path / "deep", "--init-from", str(tmp_path / "base" / "checkpoint.pt"), "--layers", "2")
+    state = torch.load(tmp_path / "deep" / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert state["config"]["layers"] == 2 and state["stages"][0]["config"]["layers"] == 1
+    assert "model.layers.1.mlp.down_proj.weight" in state["model"]
+    assert log[0]["loss"] > 0

@@ -101,6 +101,7 @@ def encode_conversation(dialect: ChatGLM3Dialect, conv: data.Conversation) -> tu
     return ids, labels
 
 
+COPY_GUARD = 0.05  # the exported model's copy-guard ratio (backends/copy_guard.py), written to composite.json
 CONTRAST_SHARE = 0.2  # of the rest: code conversations asking several operations of the same data
 VARIED_TOOL_SHARE = 0.15  # other rows' share of tool conversations under another system prompt / tool list
 
@@ -352,7 +353,7 @@ def train(workdir: Path, cfg: TrainConfig, progress: bool = True) -> Path:
         start = state["step"]
         stages = state.get("stages", [])
     elif cfg.init_from and Path(cfg.init_from).is_dir():
-        model.load_state_dict(_exported_state(Path(cfg.init_from)))
+        model.load_state_dict(grow_layers(_exported_state(Path(cfg.init_from)), model.state_dict()))
         facts = json.loads((Path(cfg.init_from) / "training.json").read_text())
         stages = facts.get("earlier_stages", []) + [{"steps": facts["trained_steps"], "config": facts["train_config"]}]
     elif cfg.init_from:
@@ -360,7 +361,7 @@ def train(workdir: Path, cfg: TrainConfig, progress: bool = True) -> Path:
         if not source.is_file():
             raise ConfigError(f"init_from: no checkpoint at {source}; expected a checkpoint.pt written by train")
         state = torch.load(source, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
+        model.load_state_dict(grow_layers(state["model"], model.state_dict()))
         stages = state.get("stages", []) + [{"steps": state["step"], "config": state["config"]}]
     (workdir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     log = (workdir / "train_log.jsonl").open("a")
@@ -399,6 +400,46 @@ def train(workdir: Path, cfg: TrainConfig, progress: bool = True) -> Path:
     return ckpt
 
 
+def _layer_count(state: dict[str, Any]) -> int:
+    return len({name.split(".")[2] for name in state if name.startswith("model.layers.")})
+
+
+def grow_layers(source: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
+    """Starting weights for a model with as many or more layers than `source` (a state dict of the same width).
+
+    Deeper (block expansion): the source's layers keep their order, spread evenly among the new ones, and every
+    new layer starts as the identity (its attention output and MLP down projections are zero, so it adds nothing
+    to the residual stream): the grown model computes exactly what the source did, then training uses the new
+    layers. `fresh` is the new model's own (randomly initialised) state dict, which supplies the new layers'
+    other weights. The same depth returns `source` unchanged.
+    """
+    old, new = _layer_count(source), _layer_count(fresh)
+    if new == old:
+        return source
+    if new < old:
+        raise ConfigError(f"init_from: the starting weights have {old} layers and --layers is {new}; "
+                          f"a model can only grow (expected --layers {old} or more)")
+    widths = {name: tuple(t.shape) for name, t in source.items() if not name.startswith("model.layers.")}
+    wrong = [name for name, shape in widths.items() if tuple(fresh[name].shape) != shape]
+    if wrong:
+        raise ConfigError(f"init_from: only the number of layers can grow; {wrong[0]} has shape {widths[wrong[0]]} "
+                          f"in the starting weights and {tuple(fresh[wrong[0]].shape)} with these options")
+    place = {new * i // old: i for i in range(old)}  # new index -> source index
+    grown: dict[str, Any] = {}
+    for name, tensor in fresh.items():
+        if not name.startswith("model.layers."):
+            grown[name] = source[name]
+            continue
+        index, rest = name.split(".", 3)[2:]
+        if int(index) in place:
+            grown[name] = source[f"model.layers.{place[int(index)]}.{rest}"]
+        elif rest in ("self_attn.o_proj.weight", "mlp.down_proj.weight"):
+            grown[name] = tensor.new_zeros(tensor.shape)
+        else:
+            grown[name] = tensor.clone()
+    return grown
+
+
 def _exported_state(folder: Path) -> dict[str, Any]:
     """Float32 weights of an exported model folder (model.safetensors + training.json), for fine-tuning."""
     from safetensors.torch import load_file
@@ -428,7 +469,8 @@ def export(workdir: Path, out_dir: Path = MODEL_DIR) -> Path:
     if gen.exists():
         gen.unlink()
     shutil.copyfile(workdir / "tokenizer.model", out_dir / "tokenizer.model")
-    marker = {"name": MODEL_NAME, "dialect": "chatglm3", "tools_indent": None, "max_length": cfg.context}
+    marker = {"name": MODEL_NAME, "dialect": "chatglm3", "tools_indent": None, "max_length": cfg.context,
+              "copy_guard": COPY_GUARD}
     (out_dir / "composite.json").write_text(json.dumps(marker, indent=2) + "\n")
     facts = {"trained_steps": state["step"], "special_tokens": list(SPECIAL_TOKENS), "train_config": asdict(cfg),
              "earlier_stages": state.get("stages", [])}
