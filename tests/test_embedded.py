@@ -123,8 +123,10 @@ def test_eval_entities_are_held_out() -> None:
 
 def test_committed_model_layout_and_size(tok: ChatGLMTokenizer) -> None:
     marker = json.loads((MODEL_DIR / "composite.json").read_text())
+    from composite.embedded.train import COPY_GUARD
+
     assert marker == {"name": "composite-embedded", "dialect": "chatglm3", "tools_indent": None,
-                      "max_length": marker["max_length"]}
+                      "max_length": marker["max_length"], "copy_guard": COPY_GUARD}
     assert marker["max_length"] >= 1024
     total = sum(p.stat().st_size for p in MODEL_DIR.iterdir() if p.is_file())
     assert total <= 15 * 1024 * 1024

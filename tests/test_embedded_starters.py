@@ -69,7 +69,8 @@ def test_the_embedded_model_gets_every_starter_right():
         for prompt in examples:
             messages = [Message("system", system_prompt(mode)), Message("user", prompt)]
             ids, _ = runtime.prompt_ids(messages, tool_schemas() if mode == "tool" else None, params)
-            turn = runtime.dialect.parse(list(runtime.generate_ids(ids, params, runtime.dialect.stop_ids())))[0]
+            guard = runtime.guard_for(messages)  # as the app decodes
+            turn = runtime.dialect.parse(list(runtime.generate_ids(ids, params, runtime.dialect.stop_ids(), guard=guard)))[0]
             if mode == "chat":
                 assert turn.kind == "text" and turn.content.strip(), (prompt, turn.text)
                 continue

@@ -20,6 +20,7 @@ from ..events import ContextTrimmed, Event, TextDelta, TurnEnd, Waiting
 from ..messages import Message, SamplingParams
 from ..tokenizer import ChatGLMTokenizer
 from .base import ModelInfo
+from .copy_guard import CopyGuard, token_pieces
 from .prefix_cache import PrefixCache, current_conversation
 from .weights import check_memory, estimate_weight_bytes, has_weights
 
@@ -137,6 +138,9 @@ class LocalRuntime:
         self.fast_note = ""
         self._static_cache = None
         self._compiled_step = None
+        # copy-faithful decoding (copy_guard.py): the ratio, 0 = off; set by load_model from composite.json
+        self.copy_guard = 0.0
+        self._pieces: list[bytes | None] | None = None
 
     def set_fast(self, wanted: bool) -> None:
         """The GPU fast path: a static KV cache and a torch.compile'd one-token decode step (CUDA graphs).
@@ -162,6 +166,17 @@ class LocalRuntime:
         code_tools = getattr(self.dialect, "code_tools", None)
         return code_tools() if code_tools else None
 
+    def guard_for(self, messages: list[Message]) -> CopyGuard | None:
+        """A fresh copy guard over the conversation's user and observation messages, or None when
+        the guard is off or the tokenizer is not a sentencepiece one (ChatGLM3's)."""
+        tokenizer = getattr(self.dialect, "tokenizer", None)
+        if not self.copy_guard or not isinstance(tokenizer, ChatGLMTokenizer):
+            return None
+        if self._pieces is None:
+            self._pieces = token_pieces(tokenizer, max(tokenizer.vocab_size, _vocab_size(self.model)))
+        sources = [m.content for m in messages if m.role in ("user", "observation")]
+        return CopyGuard(self._pieces, sources, self.copy_guard)
+
     # -- token level ---------------------------------------------------------------------------
     def generate_ids(
         self,
@@ -169,11 +184,13 @@ class LocalRuntime:
         params: SamplingParams,
         stop_ids: set[int] | None = None,
         stop: threading.Event | None = None,
+        guard: CopyGuard | None = None,
     ) -> Iterator[int]:
         """Yield generated token ids one at a time (the caller holds the lock). Stop ids are yielded too.
 
         The prompt's longest prefix shared with this conversation's cached tokens is not recomputed;
-        afterwards the cache of prompt + answer is kept for the conversation's next turn."""
+        afterwards the cache of prompt + answer is kept for the conversation's next turn. `guard`
+        (see copy_guard.py, from guard_for) keeps quotations in calls and code true to the conversation."""
         stop_ids = set(stop_ids or ())
         room = min(params.max_length, self.info.context_length) - len(prompt_ids)
         limit = min(params.max_new_tokens, room)
@@ -181,7 +198,7 @@ class LocalRuntime:
             return
         seen, generator = self._sampling_state(prompt_ids, params)
         if self.fast:
-            yield from self._generate_static(prompt_ids, limit, params, seen, generator, stop_ids, stop)
+            yield from self._generate_static(prompt_ids, limit, params, seen, generator, stop_ids, stop, guard)
             return
         key = current_conversation()
         reuse = self.prefix_cache.take(prompt_ids, key)
@@ -197,9 +214,11 @@ class LocalRuntime:
                 if stop is not None and stop.is_set():
                     return
                 consistent = False
-                token = self._next_token(pending, cache, seen, params, generator)
+                token = self._next_token(pending, cache, seen, params, generator, guard)
                 fed.extend(pending)
                 consistent = True
+                if guard is not None:
+                    guard.feed(token)
                 yield token
                 if token in stop_ids:
                     return
@@ -228,7 +247,8 @@ class LocalRuntime:
 
         return DynamicCache(config=self.model.config)
 
-    def _next_token(self, pending: list[int], cache: Any, seen: Any, params: SamplingParams, generator: Any) -> int:
+    def _next_token(self, pending: list[int], cache: Any, seen: Any, params: SamplingParams, generator: Any,
+                    guard: CopyGuard | None = None) -> int:
         """Feed `pending` after what `cache` holds and pick the next token."""
         import torch
 
@@ -237,9 +257,12 @@ class LocalRuntime:
         with torch.inference_mode():
             out = self.model(input_ids=torch.tensor([pending], device=self.model.device), past_key_values=cache,
                              use_cache=True, logits_to_keep=1)
-            return self._pick(out.logits[0, -1].float(), seen, params, generator)
+            logits = out.logits[0, -1].float()
+            if guard is not None:
+                logits = guard.apply(logits, torch.full_like)
+            return self._pick(logits, seen, params, generator)
 
-    def _generate_static(self, prompt_ids, limit, params, seen, generator, stop_ids, stop) -> Iterator[int]:
+    def _generate_static(self, prompt_ids, limit, params, seen, generator, stop_ids, stop, guard) -> Iterator[int]:
         """The fast path's loop: one static cache of the context length (allocated once, reset per
         call), an eager prefill, then a decode step compiled once for a fixed shape (CUDA only)."""
         import torch
@@ -265,7 +288,12 @@ class LocalRuntime:
             if stop is not None and stop.is_set():
                 return
             with torch.inference_mode():
-                token = self._pick(out.logits[0, -1].float(), seen, params, generator)
+                logits = out.logits[0, -1].float()
+                if guard is not None:
+                    logits = guard.apply(logits, torch.full_like)
+                token = self._pick(logits, seen, params, generator)
+            if guard is not None:
+                guard.feed(token)
             yield token
             if token in stop_ids or i == limit - 1:
                 return
@@ -325,17 +353,18 @@ class LocalRuntime:
                     yield TurnEnd(self.dialect.parse([]), "cancelled", len(ids), 0, 0.0)
                     return
         try:
-            yield from self._stream_locked(ids, params, stop)
+            yield from self._stream_locked(ids, params, stop, self.guard_for(messages))
         finally:
             self._lock.release()
 
-    def _stream_locked(self, ids: list[int], params: SamplingParams, stop: threading.Event | None) -> Iterator[Event]:
+    def _stream_locked(self, ids: list[int], params: SamplingParams, stop: threading.Event | None,
+                       guard: CopyGuard | None = None) -> Iterator[Event]:
         started = time.perf_counter()
         stop_ids = self.dialect.stop_ids()
         generated: list[int] = []
         emitted = ""
         finish = "length"
-        for token in self.generate_ids(ids, params, stop_ids, stop):
+        for token in self.generate_ids(ids, params, stop_ids, stop, guard):
             if token in stop_ids:
                 finish = "stop"
                 break
@@ -479,6 +508,7 @@ def load_model(
         load_seconds=time.perf_counter() - started,
     )
     runtime = LocalRuntime(model, dialect, info)
+    runtime.copy_guard = copy_guard_ratio(marker)
     runtime.set_fast(fast if fast is not None else os.environ.get("COMPOSITE_FAST", "").strip() in ("1", "true", "yes"))
     return runtime
 
@@ -501,7 +531,28 @@ def _load_numpy(folder: Path, config: dict[str, Any], marker: dict[str, Any], st
         load_seconds=time.perf_counter() - started,
         engine="numpy",
     )
-    return NumpyRuntime(model, dialect, info)
+    runtime = NumpyRuntime(model, dialect, info)
+    runtime.copy_guard = copy_guard_ratio(marker)
+    return runtime
+
+
+def copy_guard_ratio(marker: dict[str, Any]) -> float:
+    """The copy guard's ratio: $COMPOSITE_COPY_GUARD when set (0 turns it off), else composite.json's
+    "copy_guard" (the embedded model ships with it on), else 0 (off)."""
+    raw: Any = os.environ.get("COMPOSITE_COPY_GUARD", "").strip() or marker.get("copy_guard", 0)
+    try:
+        ratio = float(raw)
+    except (TypeError, ValueError):
+        ratio = -1.0
+    if not 0.0 <= ratio <= 1.0:
+        raise ConfigError(f"copy guard {raw!r} (COMPOSITE_COPY_GUARD or composite.json's copy_guard) is not valid; "
+                          "expected a ratio between 0 (off) and 1")
+    return ratio
+
+
+def _vocab_size(model: Any) -> int:
+    config = getattr(model, "config", None)
+    return int(getattr(config, "vocab_size", 0) or getattr(model, "vocab_size", 0) or 0)
 
 
 def _tune_cpu_threads(model: Any, device: str) -> None:

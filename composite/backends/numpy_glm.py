@@ -269,8 +269,13 @@ class NumpyRuntime(LocalRuntime):
     def _new_cache(self) -> NumpyKVCache:
         return self.model.new_cache()
 
-    def _next_token(self, pending: list[int], cache: Any, seen: Any, params: SamplingParams, rng: Any) -> int:
-        return self._pick_np(self.model.np, self.model.forward(pending, cache), seen, params, rng)
+    def _next_token(self, pending: list[int], cache: Any, seen: Any, params: SamplingParams, rng: Any,
+                    guard: Any = None) -> int:
+        np = self.model.np
+        logits = self.model.forward(pending, cache)
+        if guard is not None:
+            logits = guard.apply(logits, np.full_like)
+        return self._pick_np(np, logits, seen, params, rng)
 
     @staticmethod
     def _pick_np(np, logits, seen, params: SamplingParams, rng) -> int:

@@ -39,10 +39,11 @@ def _eval(args: argparse.Namespace) -> int:
     if args.newcomer:
         from .newcomer import format_newcomer_report, run_newcomer_eval
 
-        report = run_newcomer_eval(Path(args.model), progress=not args.no_progress)
+        report = run_newcomer_eval(Path(args.model), progress=not args.no_progress, copy_guard=args.copy_guard)
         print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_newcomer_report(report))
         return 0
-    report = run_eval(args.cases, args.seed, model_dir=Path(args.model), progress=not args.no_progress)
+    report = run_eval(args.cases, args.seed, model_dir=Path(args.model), progress=not args.no_progress,
+                      copy_guard=args.copy_guard)
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_report(report))
     return 0
 
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=str(MODEL_DIR))
     p.add_argument("--json", action="store_true")
     p.add_argument("--newcomer", action="store_true", help="the hand-written newcomer set (newcomer.jsonl), per skill")
+    p.add_argument("--copy-guard", type=float, default=None, metavar="RATIO",
+                   help="the copy guard's ratio instead of the model's composite.json setting (0: off)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_eval)
 

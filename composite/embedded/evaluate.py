@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from . import MODEL_DIR
 from .data import EvalCase, sample_eval_case
 
@@ -22,19 +23,28 @@ KIND_SHARES = {"tool": 0.35, "code": 0.25, "answer": 0.25, "no_tool": 0.15}
 THRESHOLDS = {"tool_exact": 95.0, "code_correct": 95.0, "answer_key": 90.0, "well_formed": 100.0, "stop_ok": 100.0}
 
 
-def load(model_dir: Path = MODEL_DIR, engine: str = "auto") -> Any:
+def load(model_dir: Path = MODEL_DIR, engine: str = "auto", copy_guard: float | None = None) -> Any:
     """The exported model as the app runs it: the project's runtime, float32 on the CPU (engine auto: the
-    NumPy engine, whose greedy tokens are the torch engine's)."""
+    NumPy engine, whose greedy tokens are the torch engine's), with its copy guard (copy_guard: a ratio
+    instead of the model's own setting; 0 measures the model without it)."""
     from ..backends.local import load_model
 
-    return load_model(model_dir, device="cpu", dtype="float32", engine=engine)
+    runtime = load_model(model_dir, device="cpu", dtype="float32", engine=engine)
+    if copy_guard is not None:
+        if not 0.0 <= copy_guard <= 1.0:
+            raise ConfigError(f"copy guard {copy_guard!r} is not valid; expected a ratio between 0 (off) and 1")
+        runtime.copy_guard = copy_guard
+    return runtime
 
 
-def greedy(runtime: Any, prompt: list[int], stop_ids: set[int], max_new: int = 160) -> list[int]:
-    """Greedy decoding through the app's own decode loop; the stop token, when reached, is the last id."""
+def greedy(runtime: Any, prompt: list[int], stop_ids: set[int], max_new: int = 160, messages: Any = None) -> list[int]:
+    """Greedy decoding through the app's own decode loop; the stop token, when reached, is the last id.
+    `messages` (the conversation the prompt renders) gives the copy guard its sources, as in the app."""
     from ..messages import SamplingParams
 
-    return list(runtime.generate_ids(prompt, SamplingParams(temperature=0, max_new_tokens=max_new), stop_ids))
+    guard = runtime.guard_for(messages) if messages else None
+    return list(runtime.generate_ids(prompt, SamplingParams(temperature=0, max_new_tokens=max_new), stop_ids,
+                                     guard=guard))
 
 
 def _normalize(value: Any) -> Any:
@@ -85,12 +95,12 @@ class _CodeRunner:
 
 
 def run_eval(n_cases: int = 200, seed: int = 7, model_dir: Path = MODEL_DIR, run_code: bool = True,
-             progress: bool = False, max_failures: int = 25) -> dict[str, Any]:
+             progress: bool = False, max_failures: int = 25, copy_guard: float | None = None) -> dict[str, Any]:
     """Accuracy on held-out cases. Percentages; None where a metric had no case or could not be measured."""
     from ..errors import ToolCallError
     from ..toolcall import parse_tool_call
 
-    runtime = load(model_dir)
+    runtime = load(model_dir, copy_guard=copy_guard)
     dialect = runtime.dialect
     tok = dialect.tokenizer
     stops = dialect.stop_ids()
@@ -107,7 +117,7 @@ def run_eval(n_cases: int = 200, seed: int = 7, model_dir: Path = MODEL_DIR, run
     started = time.perf_counter()
     try:
         for case in iterator:
-            ids = greedy(runtime, dialect.render(case.messages, tools=case.tools), stops)
+            ids = greedy(runtime, dialect.render(case.messages, tools=case.tools), stops, messages=case.messages)
             expected_stop = tok["<|observation|>"] if case.expect in ("tool", "code") else tok["<|user|>"]
             stop_ok = bool(ids) and ids[-1] == expected_stop
             counts["stop_ok"] += stop_ok

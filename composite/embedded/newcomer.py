@@ -193,7 +193,7 @@ def _messages(case: NewcomerCase) -> tuple[list[Any], Any]:
 
 
 def run_newcomer_eval(model_dir: Path = MODEL_DIR, cases: list[NewcomerCase] | None = None, run_code: bool = True,
-                      progress: bool = False, on_row: Any = None) -> dict[str, Any]:
+                      progress: bool = False, on_row: Any = None, copy_guard: float | None = None) -> dict[str, Any]:
     """Per-skill and overall accuracy on the newcomer set (percentages); on_row(row) sees each case's result."""
     from ..errors import ToolCallError
     from ..messages import Message
@@ -201,7 +201,7 @@ def run_newcomer_eval(model_dir: Path = MODEL_DIR, cases: list[NewcomerCase] | N
     from .evaluate import greedy, load
 
     cases = load_newcomer() if cases is None else cases
-    runtime = load(model_dir)
+    runtime = load(model_dir, copy_guard=copy_guard)
     dialect, tok = runtime.dialect, runtime.dialect.tokenizer
     stops = dialect.stop_ids()
     runner = _Runner() if run_code else None
@@ -215,7 +215,7 @@ def run_newcomer_eval(model_dir: Path = MODEL_DIR, cases: list[NewcomerCase] | N
     try:
         for case in iterator:
             messages, tools = _messages(case)
-            ids = greedy(runtime, dialect.render(messages, tools=tools), stops, max_new=240)
+            ids = greedy(runtime, dialect.render(messages, tools=tools), stops, max_new=240, messages=messages)
             turn = dialect.parse(ids)[0]
             row: dict[str, Any] = {"id": case.id, "skill": case.skill, "prompt": case.prompt,
                                    "got": tok.decode(ids, keep_special=True)[:240]}
@@ -247,7 +247,7 @@ def run_newcomer_eval(model_dir: Path = MODEL_DIR, cases: list[NewcomerCase] | N
             ref, obs, key = reference_turn(case)
             if key:
                 follow = messages + [ref, Message("observation", obs)]
-                ids2 = greedy(runtime, dialect.render(follow, tools=tools), stops)
+                ids2 = greedy(runtime, dialect.render(follow, tools=tools), stops, messages=follow)
                 answer = dialect.parse(ids2)[0]
                 row["answer_ok"] = answer.kind == "text" and key in answer.content
                 row["answer"] = answer.content[:160]

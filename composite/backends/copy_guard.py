@@ -1,0 +1,206 @@
+"""Copy-faithful decoding: a quotation in a tool call or in code stays true to the words it quotes.
+
+A small model (the embedded one above all) knows *what* to quote — the city, the word to reverse, the
+CSV file's name — but may slip while copying it: "Reykjavik平", "stresser" for "stressed", "son.csv"
+for "sales.csv". While the model writes a string literal inside a ```python block (a `tool_call(...)`
+argument or a literal in code), and what it has written of that literal so far is a piece of the
+conversation's user or observation messages, the guard looks at the next token: when the model's
+favourite would break the quotation and a token that continues it (or closes the literal right
+there) is at least `ratio` times as likely, only the continuing tokens stay allowed. A literal the
+model is not copying (a title it makes up, an expression it computes) is not a piece of those
+messages and is left alone, and so is any choice the model makes with confidence: the guard breaks
+near-ties in favour of the quoted words, it never writes what the model would not.
+
+It works on bytes (the tokenizer's byte-fallback pieces are partial characters) and costs a
+few set lookups per token inside a literal, nothing outside one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+__all__ = ["CopyGuard", "token_pieces"]
+
+_QUOTES = (b'"', b"'")
+_FENCE = b"```"
+# words the user put in quotes. Straight quotes count when the opening one follows a start, space or
+# opening bracket and the closing one comes before an end, space or punctuation ("what's" and "it's"
+# are not quotes); curly and CJK quotes (“…” ‘…’ 「…」 『…』) always count.
+_QUOTED = re.compile(
+    rb"""(?:(?:^|(?<=[\s(\[{:,=\x00]))(['"])([^\n\x00'"]+?)['"](?=$|[\s.,;:!?)\]}\x00]|[\x80-\xff])"""
+    rb"""|(\xe2\x80\x9c|\xe2\x80\x98|\xe3\x80\x8c|\xe3\x80\x8e)([^\n\x00]+?)"""
+    rb"""(?:\xe2\x80\x9d|\xe2\x80\x99|\xe3\x80\x8d|\xe3\x80\x8f))""")
+_SURE_BYTES = 3  # from its third byte on, a literal that agrees with the user's words is surely a quotation
+_MAX_OCCURRENCES = 64  # a quotation found more often than this in the sources gets no more continuations
+
+
+def token_pieces(tokenizer: Any, vocab_size: int) -> list[bytes | None]:
+    """The bytes each token id writes (None for control and special tokens and padding ids), from a
+    sentencepiece-based tokenizer such as ChatGLMTokenizer."""
+    sp = tokenizer.sp
+    pieces: list[bytes | None] = [None] * vocab_size
+    for i in range(min(vocab_size, sp.vocab_size())):
+        if sp.is_control(i) or sp.is_unknown(i):
+            continue
+        piece = sp.id_to_piece(i)
+        if sp.is_byte(i):
+            pieces[i] = bytes([int(piece[3:5], 16)])
+        else:
+            pieces[i] = piece.replace("\u2581", " ").encode("utf-8")
+    return pieces
+
+
+def _open_literal(code: bytes) -> tuple[bytes, bytes] | None:
+    """(quote, what is written of it) when `code` ends inside a one-line string literal; None otherwise
+    (outside literals, in a comment, or in a triple-quoted string, which is prose, not a quotation)."""
+    i, n = 0, len(code)
+    while i < n:
+        c = code[i:i + 1]
+        if c == b"#":
+            end = code.find(b"\n", i)
+            if end < 0:
+                return None
+            i = end + 1
+        elif c in _QUOTES:
+            if code[i:i + 3] == c * 3:
+                end = code.find(c * 3, i + 3)
+                if end < 0:
+                    return None
+                i = end + 3
+                continue
+            j = i + 1
+            while j < n:
+                d = code[j:j + 1]
+                if d == b"\\":
+                    j += 2
+                elif d == c or d == b"\n":
+                    break
+                else:
+                    j += 1
+            if j >= n:
+                return c, code[i + 1:]
+            i = j + 1
+        else:
+            i += 1
+    return None
+
+
+def _has_letter(text: bytes) -> bool:
+    return any(c >= 0x80 or chr(c).isalpha() for c in text)
+
+
+def _is_word_byte(c: int) -> bool:
+    return c >= 0x80 or chr(c).isalnum()
+
+
+def _word_ends(hay: bytes, start: int, end: int) -> bool:
+    """Whether a quotation of hay[start:end] may close there: not inside a character, a Latin word
+    ("Montr|éal", "Reykja|vik") or a name joined by . _ - ("sales|.csv"). Between two CJK characters
+    it may (Chinese writes no spaces: the model decides)."""
+    if end >= len(hay) or hay[end] == 0:
+        return True
+    nxt = hay[end]
+    if 0x80 <= nxt < 0xC0:
+        return False  # the middle of a UTF-8 character
+    last = hay[end - 1] if end > start else 0
+    if last < 0x80 and chr(last).isalnum() and _is_word_byte(nxt):
+        return False
+    if chr(nxt) in "._-" and end + 1 < len(hay) and _is_word_byte(hay[end + 1]) and _is_word_byte(last):
+        return False
+    return True
+
+
+class CopyGuard:
+    """One generation's guard: feed() each generated token, apply() to each next-token logits vector."""
+
+    def __init__(self, pieces: Sequence[bytes | None], sources: Iterable[str], ratio: float):
+        if not 0.0 < ratio <= 1.0:
+            raise ValueError(f"copy guard ratio {ratio!r} is out of range; expected 0 < ratio <= 1")
+        self.pieces = pieces
+        self.log_ratio = math.log(ratio)
+        # \x00 never occurs in text, so no quotation runs from one message into the next
+        self.hay = b"\x00".join(s.encode("utf-8") for s in sources if s)
+        # where the user quoted something ('hello world', “…”, 「…」): start of the words -> their end
+        self.quoted = {m.start(g): m.end(g) for m in _QUOTED.finditer(self.hay) for g in (2, 4) if m.group(g)}
+        self.by_piece: dict[bytes, list[int]] = {}
+        self.with_quote: dict[bytes, list[tuple[int, bytes]]] = {q: [] for q in _QUOTES}
+        for i, piece in enumerate(pieces):
+            if not piece:
+                continue
+            self.by_piece.setdefault(piece, []).append(i)
+            for q in _QUOTES:
+                at = piece.find(q)
+                if at >= 0:
+                    self.with_quote[q].append((i, piece[:at]))
+        self.longest = max((len(p) for p in pieces if p), default=1)
+        self.text = bytearray()
+        self.steered = 0  # tokens where the guard changed the model's choice set
+
+    def feed(self, token: int) -> None:
+        piece = self.pieces[token] if 0 <= token < len(self.pieces) else None
+        self.text += piece if piece is not None else b"\x00"  # a special token ends whatever was open
+
+    def allowed(self) -> tuple[list[int], bool] | None:
+        """(token ids that continue the open quotation or close it now, strict, sure); None when no quotation
+        is open. Strict: the literal so far is the start of words the user put in quotes, so the model
+        is quoting them and must finish the quotation. Sure: it agrees with the sources on _SURE_BYTES or more."""
+        text = bytes(self.text[self.text.rfind(b"\x00") + 1:])
+        if text.count(_FENCE) % 2 == 0:
+            return None  # not inside a code block
+        start = text.rfind(_FENCE)
+        line_end = text.find(b"\n", start)
+        if line_end < 0:
+            return None
+        literal = _open_literal(text[line_end + 1:])
+        if literal is None:
+            return None
+        quote, written = literal
+        if not written or b"\\" in written or not self.hay or not _has_letter(written):
+            return None  # only quotations of words: an expression such as "3.5 * 2.4" is the model's own
+        tails: set[bytes] = set()  # what may follow `written`, as a piece of a source
+        ends: set[bytes] = set()  # continuations after which the quoted word may end (the literal close)
+        strict = False
+        at, found = self.hay.find(written), 0
+        while at >= 0 and found < _MAX_OCCURRENCES:
+            end = at + len(written)
+            closes = self.quoted.get(at)  # a quotation of quoted words ends where they end
+            if closes is not None and end > closes:
+                closes = None
+            strict = strict or closes is not None
+            tail = self.hay[end:end + self.longest].split(b"\x00", 1)[0]
+            for k in range(len(tail) + 1):
+                if k:
+                    tails.add(tail[:k])
+                if (end + k == closes) if closes is not None else _word_ends(self.hay, at, end + k):
+                    ends.add(tail[:k])
+            at, found = self.hay.find(written, at + 1), found + 1
+        if not found:
+            return None
+        ids = {i for tail in tails for i in self.by_piece.get(tail, ())
+               if quote not in tail}  # a continuation that reaches a quote is judged below
+        ids.update(i for i, before in self.with_quote[quote] if before in ends)
+        return (sorted(ids), strict, len(written) >= _SURE_BYTES) if ids else None
+
+    def apply(self, logits: Any, full_like: Callable[[Any, float], Any]) -> Any:
+        """`logits` (a NumPy array or torch tensor over the vocabulary), limited to the continuing tokens
+        when the model's favourite breaks the quotation and either the quotation is strict or a
+        continuing token is close enough."""
+        found = self.allowed()
+        if found is None:
+            return logits
+        allowed, strict, sure = found
+        top = int(logits.argmax())
+        if top in allowed:
+            return logits
+        best = max(float(logits[i]) for i in allowed)
+        # one or two bytes ("a") may begin a quotation ("ages") or not ("auto"): the ratio; from the third
+        # byte on the agreement is stronger evidence: the ratio squared
+        if not strict and best - float(logits[top]) < self.log_ratio * (2 if sure else 1):
+            return logits
+        self.steered += 1
+        out = full_like(logits, -math.inf)
+        out[allowed] = logits[allowed]
+        return out
