@@ -2,17 +2,23 @@
 
 A small model (the embedded one above all) knows *what* to quote — the city, the word to reverse, the
 CSV file's name — but may slip while copying it: "Reykjavik平", "stresser" for "stressed", "son.csv"
-for "sales.csv". While the model writes a string literal inside a ```python block (a `tool_call(...)`
-argument or a literal in code), and what it has written of that literal so far is a piece of the
-conversation's user or observation messages, the guard looks at the next token: when the model's
-favourite would break the quotation and a token that continues it (or closes the literal right
-there) is at least `ratio` times as likely, only the continuing tokens stay allowed. A literal the
-model is not copying (a title it makes up, an expression it computes) is not a piece of those
-messages and is left alone, and so is any choice the model makes with confidence: the guard breaks
-near-ties in favour of the quoted words, it never writes what the model would not.
+for "sales.csv". While the model writes a one-line string literal inside a ```python block (a
+`tool_call(...)` argument or a literal in code), and what it has written of that literal so far
+contains a letter and is a piece of the conversation's user or observation messages, the guard
+looks at the next token:
 
-It works on bytes (the tokenizer's byte-fallback pieces are partial characters) and costs a
-few set lookups per token inside a literal, nothing outside one.
+- when the model's favourite breaks the quotation and a token that continues it is at least `ratio`
+  times as likely (`ratio` squared once the literal agrees on three bytes or more: the longer the
+  agreement, the surer it is a quotation), only the continuing tokens stay allowed;
+- the literal may close only where the quoted words may end: not inside a character, a Latin word
+  ("Montr|éal") or a name joined by . _ - ("sales|.csv");
+- words the user put in quotes ('hello there', “…”, 「…」) that the literal has begun are copied to
+  their end, whatever the model prefers: the user marked exactly what is quoted.
+
+A literal the model is not copying (a title it makes up, an expression such as "3.5 * 2.4", which has
+no letter) is left alone, and so is any confident choice outside quoted words. It works on bytes (the
+tokenizer's byte-fallback pieces are partial characters) and costs well under 0.1 ms per token inside
+a literal, nothing outside one.
 """
 
 from __future__ import annotations

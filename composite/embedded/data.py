@@ -761,19 +761,32 @@ def exchange_for(rng: random.Random, split: str, mode: str, extended: bool = Tru
     The held-out eval's cases use extended=False, so they stay exactly what they were."""
     if not (extended and split == "train"):
         return _exchange(rng, split, mode)
-    from .newcomer import near_newcomer
 
-    for _ in range(30):  # training never asks a near copy of a newcomer prompt
+    def draw() -> list[Exchange]:
         if mode in ("tool", "code") and rng.random() < NEW_SHARE:
             from . import skills
 
-            ex = _weighted(rng, skills.TOOL_MAKERS if mode == "tool" else skills.CODE_MAKERS)(rng, split)
-        else:
-            ex = _exchange(rng, split, mode)
-        entities = [str(v) for k, v in ex.args.items() if k in ("city_name", "timezone")]
-        if not near_newcomer(ex.messages[0].content, entities):
+            return [_weighted(rng, skills.TOOL_MAKERS if mode == "tool" else skills.CODE_MAKERS)(rng, split)]
+        return [_exchange(rng, split, mode)]
+
+    return _far_from_newcomers(draw)[0]
+
+
+NEAR_TRIES = 30
+
+
+def _far_from_newcomers(draw: Callable[[], list[Exchange]]) -> list[Exchange]:
+    """draw() again until none of its exchanges asks a near copy of a newcomer prompt (training never
+    does); after NEAR_TRIES draws the last one stands."""
+    from .newcomer import near_newcomer
+
+    for _ in range(NEAR_TRIES):
+        exchanges = draw()
+        if not any(near_newcomer(ex.messages[0].content,
+                                 [str(v) for k, v in ex.args.items() if k in ("city_name", "timezone")])
+                   for ex in exchanges):
             break
-    return ex
+    return exchanges
 
 
 def _exchange(rng: random.Random, split: str, mode: str) -> Exchange:
@@ -802,13 +815,8 @@ def sample_contrast_conversation(rng: random.Random) -> Conversation:
     """A code conversation asking several operations of the same data (skills.contrast_exchanges); no ask is a
     near copy of a newcomer prompt."""
     from . import skills
-    from .newcomer import near_newcomer
 
-    for _ in range(30):
-        exchanges = skills.contrast_exchanges(rng, "train")
-        if not any(near_newcomer(ex.messages[0].content, []) for ex in exchanges):
-            break
-    return Conversation("code", None, exchanges)
+    return Conversation("code", None, _far_from_newcomers(lambda: skills.contrast_exchanges(rng, "train")))
 
 
 OTHER_TOOL_SYSTEMS = [
