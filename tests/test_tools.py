@@ -670,3 +670,27 @@ def test_old_import_paths_still_work_for_one_release():
     assert parse_tool_call("tool_call(a=1)") == {"a": 1} and callable(call_tool) and callable(parse_chatglm3_turn)
     assert ChatTemplateDialect.name == "chat-template"
     assert run_tool_call(default_registry, "calculator", 'tool_call(expression="6*7")').observation() == "42"
+
+
+@pytest.mark.parametrize(
+    ("text", "zone", "place"),
+    [("london rn", "Europe/London", "London"), ("is it dark in Sydney yet?", "Australia/Sydney", "Sydney"),
+     ("深圳今天", "Asia/Shanghai", "深圳"), ("new york tonight", "America/New_York", "New York")],
+)
+def test_current_time_finds_the_one_place_named_in_a_few_words(text, zone, place):
+    result = default_registry.call("current_time", {"timezone": text})
+    assert result.ok, result.error
+    assert result.value["timezone"] == zone and result.value["place"] == place
+
+
+@pytest.mark.parametrize("text", ["New York or London", "东京和北京"])
+def test_current_time_refuses_to_pick_between_two_places(text):
+    result = default_registry.call("current_time", {"timezone": text})
+    assert not result.ok
+    assert "names more than one place" in result.error and "expected one time zone or city" in result.error
+
+
+def test_current_time_does_not_search_long_texts_for_a_place():
+    text = "please could you tell me what the time is in london right now"
+    result = default_registry.call("current_time", {"timezone": text})
+    assert not result.ok and "unknown time zone" in result.error

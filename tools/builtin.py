@@ -227,6 +227,35 @@ def _zone_index() -> dict[str, tuple[str, str]]:
     return _ZONE_INDEX
 
 
+_MAX_WORDS_SEARCHED = 8  # a longer text is not a place name with a few extra words
+
+
+def _places_within(key: str, index: dict[str, tuple[str, str]]) -> list[tuple[str, str]]:
+    """The (zone, place) of the longest known names inside `key` (a _place_key): whole words of three
+    letters or more, or Chinese names of two characters or more. Empty when none, or when the text is long."""
+    import re
+
+    words = re.findall(r"\w+", key)
+    if not words or len(words) > _MAX_WORDS_SEARCHED:
+        return []
+    spans = [(i, i + n) for n in range(len(words), 0, -1) for i in range(len(words) - n + 1)
+             if len(" ".join(words[i:i + n])) >= 3 and " ".join(words[i:i + n]) in index]
+    # "new york" holds "york": only names not inside a longer one count, so "new york or london" is two
+    outer = [(a, b) for a, b in spans if not any(c <= a and b <= d and (c, d) != (a, b) for c, d in spans)]
+    if outer:
+        return [index[" ".join(words[a:b])] for a, b in outer]
+    return [index[name] for name in _cjk_names(index) if name in key]
+
+
+_CJK_NAMES: list[str] = []
+
+
+def _cjk_names(index: dict[str, tuple[str, str]]) -> list[str]:
+    if not _CJK_NAMES:
+        _CJK_NAMES.extend(name for name in index if len(name) >= 2 and all("\u4e00" <= ch <= "\u9fff" for ch in name))
+    return _CJK_NAMES
+
+
 def resolve_zone(name: str) -> tuple[str, str]:
     """(IANA zone, place) for an IANA name or a city / country name; place is "" for an IANA or UTC name.
 
@@ -243,6 +272,12 @@ def resolve_zone(name: str) -> tuple[str, str]:
     if key in index:
         zone, place = index[key]
         return zone, ("" if "/" in text or key == _place_key(zone) and "/" in zone else text)
+    within = _places_within(key, index)
+    if len({zone for zone, _ in within}) == 1:  # "london rn", "sydney yet?", "深圳今天": one place, named inside
+        return within[0]
+    if within:
+        places = ", ".join(dict.fromkeys(place for _, place in within))
+        raise TimeZoneError(f"{name!r} names more than one place ({places}); expected one time zone or city")
     import difflib
 
     close = difflib.get_close_matches(key, list(index), n=4, cutoff=0.75)
