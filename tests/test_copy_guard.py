@@ -86,6 +86,14 @@ def test_a_quotation_may_stop_at_the_end_of_a_word() -> None:
     assert closing in allowed and not strict
 
 
+def test_a_latin_name_may_end_where_chinese_text_begins() -> None:
+    guard = _guard("请告诉我Zoj的天气情况。", 'get_weather\n```python\ntool_call(city_name="Zoj')
+    closing = next(i for i, p in enumerate(PIECES) if p == b'"')
+    assert closing in guard.allowed()[0]
+    accented = _guard("how cold is Zürich now", 'get_weather\n```python\ntool_call(city_name="Z')
+    assert closing not in accented.allowed()[0]  # "Z|ürich": the same word goes on
+
+
 def test_a_file_name_is_not_cut_at_its_dot() -> None:
     guard = _guard("How many rows are in sales.csv?", 'interpreter\n```python\ndf = pd.read_csv("sales')
     closing = next(i for i, p in enumerate(PIECES) if p == b'"')

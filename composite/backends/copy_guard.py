@@ -98,23 +98,36 @@ def _has_letter(text: bytes) -> bool:
     return any(c >= 0x80 or chr(c).isalpha() for c in text)
 
 
-def _is_word_byte(c: int) -> bool:
-    return c >= 0x80 or chr(c).isalnum()
+def _alphabetic(ch: str) -> bool:
+    """A letter or digit of a script that writes words with spaces (Latin, Greek, Cyrillic, ...), not CJK."""
+    return ch.isalnum() and ord(ch) < 0x2E80
+
+
+def _char_at(hay: bytes, i: int) -> str:
+    return hay[i:i + 4].decode("utf-8", "ignore")[:1]
+
+
+def _char_before(hay: bytes, end: int) -> str:
+    i = end - 1
+    while i > 0 and 0x80 <= hay[i] < 0xC0:
+        i -= 1
+    return hay[max(i, 0):end].decode("utf-8", "ignore")[-1:]
 
 
 def _word_ends(hay: bytes, start: int, end: int) -> bool:
-    """Whether a quotation of hay[start:end] may close there: not inside a character, a Latin word
-    ("Montr|éal", "Reykja|vik") or a name joined by . _ - ("sales|.csv"). Between two CJK characters
-    it may (Chinese writes no spaces: the model decides)."""
+    """Whether a quotation of hay[start:end] may close there: not inside a character, an alphabetic word
+    ("Montr|éal", "Reykja|vik") or a name joined by . _ - ("sales|.csv"). Between a Latin and a CJK
+    character it may ("Zoj|的天气"), and between two CJK characters too (Chinese writes no spaces:
+    the model decides)."""
     if end >= len(hay) or hay[end] == 0:
         return True
-    nxt = hay[end]
-    if 0x80 <= nxt < 0xC0:
+    if 0x80 <= hay[end] < 0xC0:
         return False  # the middle of a UTF-8 character
-    last = hay[end - 1] if end > start else 0
-    if last < 0x80 and chr(last).isalnum() and _is_word_byte(nxt):
+    last = _char_before(hay, end) if end > start else ""
+    nxt = _char_at(hay, end)
+    if _alphabetic(last) and _alphabetic(nxt):
         return False
-    if chr(nxt) in "._-" and end + 1 < len(hay) and _is_word_byte(hay[end + 1]) and _is_word_byte(last):
+    if nxt in "._-" and _alphabetic(last) and _alphabetic(_char_at(hay, end + 1)):
         return False
     return True
 
