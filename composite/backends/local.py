@@ -364,7 +364,7 @@ class LocalRuntime:
         generated: list[int] = []
         emitted = ""
         finish = "length"
-        for token in self.generate_ids(ids, params, stop_ids, stop, guard):
+        for token in self.generate_ids(ids, params, stop_ids, stop, guard=guard):
             if token in stop_ids:
                 finish = "stop"
                 break
