@@ -153,7 +153,7 @@ def test_no_quotation_runs_from_one_message_into_the_next() -> None:
 
 
 def test_the_ratio_is_checked() -> None:
-    with pytest.raises(ValueError, match="expected 0 < ratio <= 1"):
+    with pytest.raises(ConfigError, match="expected 0 < ratio <= 1"):
         CopyGuard(PIECES, ["x"], 0.0)
     assert copy_guard_ratio({"copy_guard": 0.05}) == 0.05
     assert copy_guard_ratio({}) == 0.0

@@ -28,6 +28,8 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from ..errors import ConfigError
+
 __all__ = ["CopyGuard", "token_pieces"]
 
 _QUOTES = (b'"', b"'")
@@ -137,7 +139,7 @@ class CopyGuard:
 
     def __init__(self, pieces: Sequence[bytes | None], sources: Iterable[str], ratio: float):
         if not 0.0 < ratio <= 1.0:
-            raise ValueError(f"copy guard ratio {ratio!r} is out of range; expected 0 < ratio <= 1")
+            raise ConfigError(f"copy guard ratio {ratio!r} is out of range; expected 0 < ratio <= 1")
         self.pieces = pieces
         self.log_ratio = math.log(ratio)
         # \x00 never occurs in text, so no quotation runs from one message into the next
