@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from composite.backends.copy_guard import CopyGuard, token_pieces
+from composite.backends.copy_guard import CopyGuard, PieceTable, token_pieces
 from composite.backends.local import copy_guard_ratio
 from composite.embedded import MODEL_DIR
 from composite.errors import ConfigError
@@ -17,10 +17,11 @@ from composite.tokenizer import ChatGLMTokenizer
 
 TOK = ChatGLMTokenizer(MODEL_DIR / "tokenizer.model")
 PIECES = token_pieces(TOK, TOK.vocab_size)
+TABLE = PieceTable(PIECES)
 
 
 def _guard(source: str, written: str, ratio: float = 0.05) -> CopyGuard:
-    guard = CopyGuard(PIECES, [source], ratio)
+    guard = CopyGuard(TABLE, [source], ratio)
     for token in TOK.encode(written):
         guard.feed(token)
     return guard
@@ -138,14 +139,14 @@ def test_a_special_token_ends_the_open_quotation() -> None:
 
 
 def test_observations_are_sources_too() -> None:
-    guard = CopyGuard(PIECES, ["what is the mean revenue", "   region  revenue_usd\n0  north  12.5"], 0.05)
+    guard = CopyGuard(TABLE, ["what is the mean revenue", "   region  revenue_usd\n0  north  12.5"], 0.05)
     for token in TOK.encode('interpreter\n```python\nprint(df["revenue_u'):
         guard.feed(token)
     assert guard.allowed() is not None
 
 
 def test_no_quotation_runs_from_one_message_into_the_next() -> None:
-    guard = CopyGuard(PIECES, ["reverse abc", "def"], 0.05)
+    guard = CopyGuard(TABLE, ["reverse abc", "def"], 0.05)
     for token in TOK.encode(CODE + "abc"):
         guard.feed(token)
     allowed, _, _ = guard.allowed()
@@ -154,11 +155,19 @@ def test_no_quotation_runs_from_one_message_into_the_next() -> None:
 
 def test_the_ratio_is_checked() -> None:
     with pytest.raises(ConfigError, match="expected 0 < ratio <= 1"):
-        CopyGuard(PIECES, ["x"], 0.0)
+        CopyGuard(TABLE, ["x"], 0.0)
     assert copy_guard_ratio({"copy_guard": 0.05}) == 0.05
     assert copy_guard_ratio({}) == 0.0
     with pytest.raises(ConfigError, match="between 0 \\(off\\) and 1"):
         copy_guard_ratio({"copy_guard": "lots"})
+
+
+def test_the_evals_ratio_is_checked() -> None:
+    from composite.embedded.evaluate import load
+
+    with pytest.raises(ConfigError, match="--copy-guard.*between 0 \\(off\\) and 1"):
+        load(MODEL_DIR, copy_guard=2.0)
+    assert load(MODEL_DIR, copy_guard=0.0).guard_for([Message("user", "hi")]) is None
 
 
 def test_the_environment_overrides_the_models_setting(monkeypatch: pytest.MonkeyPatch) -> None:

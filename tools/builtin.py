@@ -238,12 +238,12 @@ def _places_within(key: str, index: dict[str, tuple[str, str]]) -> list[tuple[st
     words = re.findall(r"\w+", key)
     if not words or len(words) > _MAX_WORDS_SEARCHED:
         return []
-    spans = [(i, i + n) for n in range(len(words), 0, -1) for i in range(len(words) - n + 1)
-             if len(" ".join(words[i:i + n])) >= 3 and " ".join(words[i:i + n]) in index]
+    phrases = {(i, i + n): " ".join(words[i:i + n]) for n in range(len(words), 0, -1) for i in range(len(words) - n + 1)}
+    spans = [span for span, phrase in phrases.items() if len(phrase) >= 3 and phrase in index]
     # "new york" holds "york": only names not inside a longer one count, so "new york or london" is two
     outer = [(a, b) for a, b in spans if not any(c <= a and b <= d and (c, d) != (a, b) for c, d in spans)]
     if outer:
-        return [index[" ".join(words[a:b])] for a, b in outer]
+        return [index[phrases[span]] for span in outer]
     return [index[name] for name in _cjk_names(index) if name in key]
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["CopyGuard", "token_pieces"]
+__all__ = ["CopyGuard", "PieceTable", "token_pieces"]
 
 _QUOTES = (b'"', b"'")
 _FENCE = b"```"
@@ -134,20 +134,13 @@ def _word_ends(hay: bytes, start: int, end: int) -> bool:
     return True
 
 
-class CopyGuard:
-    """One generation's guard: feed() each generated token, apply() to each next-token logits vector."""
+class PieceTable:
+    """A vocabulary's pieces (token_pieces) indexed for the guard; built once per model, shared by its guards."""
 
-    def __init__(self, pieces: Sequence[bytes | None], sources: Iterable[str], ratio: float):
-        if not 0.0 < ratio <= 1.0:
-            raise ConfigError(f"copy guard ratio {ratio!r} is out of range; expected 0 < ratio <= 1")
+    def __init__(self, pieces: Sequence[bytes | None]):
         self.pieces = pieces
-        self.log_ratio = math.log(ratio)
-        # \x00 never occurs in text, so no quotation runs from one message into the next
-        self.hay = b"\x00".join(s.encode("utf-8") for s in sources if s)
-        # where the user quoted something ('hello world', “…”, 「…」): start of the words -> their end
-        self.quoted = {m.start(g): m.end(g) for m in _QUOTED.finditer(self.hay) for g in (2, 4) if m.group(g)}
-        self.by_piece: dict[bytes, list[int]] = {}
-        self.with_quote: dict[bytes, list[tuple[int, bytes]]] = {q: [] for q in _QUOTES}
+        self.by_piece: dict[bytes, list[int]] = {}  # piece -> the ids that write it
+        self.with_quote: dict[bytes, list[tuple[int, bytes]]] = {q: [] for q in _QUOTES}  # (id, piece before q)
         for i, piece in enumerate(pieces):
             if not piece:
                 continue
@@ -157,11 +150,26 @@ class CopyGuard:
                 if at >= 0:
                     self.with_quote[q].append((i, piece[:at]))
         self.longest = max((len(p) for p in pieces if p), default=1)
+
+
+class CopyGuard:
+    """One generation's guard: feed() each generated token, apply() to each next-token logits vector."""
+
+    def __init__(self, table: PieceTable, sources: Iterable[str], ratio: float):
+        if not 0.0 < ratio <= 1.0:
+            raise ConfigError(f"copy guard ratio {ratio!r} is out of range; expected 0 < ratio <= 1")
+        self.table = table
+        self.log_ratio = math.log(ratio)
+        # \x00 never occurs in text, so no quotation runs from one message into the next
+        self.hay = b"\x00".join(s.encode("utf-8") for s in sources if s)
+        # where the user quoted something ('hello world', “…”, 「…」): start of the words -> their end
+        self.quoted = {m.start(g): m.end(g) for m in _QUOTED.finditer(self.hay) for g in (2, 4) if m.group(g)}
         self.text = bytearray()
         self.steered = 0  # tokens where the guard changed the model's choice set
 
     def feed(self, token: int) -> None:
-        piece = self.pieces[token] if 0 <= token < len(self.pieces) else None
+        pieces = self.table.pieces
+        piece = pieces[token] if 0 <= token < len(pieces) else None
         self.text += piece if piece is not None else b"\x00"  # a special token ends whatever was open
 
     def allowed(self) -> tuple[list[int], bool] | None:
@@ -191,7 +199,7 @@ class CopyGuard:
             if closes is not None and end > closes:
                 closes = None
             strict = strict or closes is not None
-            tail = self.hay[end:end + self.longest].split(b"\x00", 1)[0]
+            tail = self.hay[end:end + self.table.longest].split(b"\x00", 1)[0]
             for k in range(len(tail) + 1):
                 if k:
                     tails.add(tail[:k])
@@ -200,9 +208,9 @@ class CopyGuard:
             at, found = self.hay.find(written, at + 1), found + 1
         if not found:
             return None
-        ids = {i for tail in tails for i in self.by_piece.get(tail, ())
+        ids = {i for tail in tails for i in self.table.by_piece.get(tail, ())
                if quote not in tail}  # a continuation that reaches a quote is judged below
-        ids.update(i for i, before in self.with_quote[quote] if before in ends)
+        ids.update(i for i, before in self.table.with_quote[quote] if before in ends)
         return (sorted(ids), strict, len(written) >= _SURE_BYTES) if ids else None
 
     def apply(self, logits: Any, full_like: Callable[[Any, float], Any]) -> Any:

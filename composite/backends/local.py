@@ -20,7 +20,7 @@ from ..events import ContextTrimmed, Event, TextDelta, TurnEnd, Waiting
 from ..messages import Message, SamplingParams
 from ..tokenizer import ChatGLMTokenizer
 from .base import ModelInfo
-from .copy_guard import CopyGuard, token_pieces
+from .copy_guard import CopyGuard, PieceTable, token_pieces
 from .prefix_cache import PrefixCache, current_conversation
 from .weights import check_memory, estimate_weight_bytes, has_weights
 
@@ -140,7 +140,7 @@ class LocalRuntime:
         self._compiled_step = None
         # copy-faithful decoding (copy_guard.py): the ratio, 0 = off; set by load_model from composite.json
         self.copy_guard = 0.0
-        self._pieces: list[bytes | None] | None = None
+        self._pieces: PieceTable | None = None  # the vocabulary's pieces, indexed once for every guard
 
     def set_fast(self, wanted: bool) -> None:
         """The GPU fast path: a static KV cache and a torch.compile'd one-token decode step (CUDA graphs).
@@ -173,7 +173,7 @@ class LocalRuntime:
         if not self.copy_guard or not isinstance(tokenizer, ChatGLMTokenizer):
             return None
         if self._pieces is None:
-            self._pieces = token_pieces(tokenizer, max(tokenizer.vocab_size, _vocab_size(self.model)))
+            self._pieces = PieceTable(token_pieces(tokenizer, max(tokenizer.vocab_size, _vocab_size(self.model))))
         sources = [m.content for m in messages if m.role in ("user", "observation")]
         return CopyGuard(self._pieces, sources, self.copy_guard)
 
@@ -540,13 +540,17 @@ def copy_guard_ratio(marker: dict[str, Any]) -> float:
     """The copy guard's ratio: $COMPOSITE_COPY_GUARD when set (0 turns it off), else composite.json's
     "copy_guard" (the embedded model ships with it on), else 0 (off)."""
     raw: Any = os.environ.get("COMPOSITE_COPY_GUARD", "").strip() or marker.get("copy_guard", 0)
+    return check_copy_guard(raw, "COMPOSITE_COPY_GUARD or composite.json's copy_guard")
+
+
+def check_copy_guard(raw: Any, source: str) -> float:
+    """`raw` as a copy-guard ratio (0 = off), or a ConfigError naming where it came from."""
     try:
         ratio = float(raw)
     except (TypeError, ValueError):
         ratio = -1.0
     if not 0.0 <= ratio <= 1.0:
-        raise ConfigError(f"copy guard {raw!r} (COMPOSITE_COPY_GUARD or composite.json's copy_guard) is not valid; "
-                          "expected a ratio between 0 (off) and 1")
+        raise ConfigError(f"copy guard {raw!r} ({source}) is not valid; expected a ratio between 0 (off) and 1")
     return ratio
 
 

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
 from . import MODEL_DIR
 from .data import EvalCase, sample_eval_case
 
@@ -27,13 +26,11 @@ def load(model_dir: Path = MODEL_DIR, engine: str = "auto", copy_guard: float | 
     """The exported model as the app runs it: the project's runtime, float32 on the CPU (engine auto: the
     NumPy engine, whose greedy tokens are the torch engine's), with its copy guard (copy_guard: a ratio
     instead of the model's own setting; 0 measures the model without it)."""
-    from ..backends.local import load_model
+    from ..backends.local import check_copy_guard, load_model
 
     runtime = load_model(model_dir, device="cpu", dtype="float32", engine=engine)
     if copy_guard is not None:
-        if not 0.0 <= copy_guard <= 1.0:
-            raise ConfigError(f"copy guard {copy_guard!r} is not valid; expected a ratio between 0 (off) and 1")
-        runtime.copy_guard = copy_guard
+        runtime.copy_guard = check_copy_guard(copy_guard, "--copy-guard")
     return runtime
 
 
