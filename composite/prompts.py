@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["MODES", "SYSTEM_PROMPTS", "system_prompt"]
+__all__ = ["MODES", "SYSTEM_PROMPTS", "system_prompt", "with_uploads"]
 
 MODES = ("chat", "tool", "code")
 
@@ -23,3 +23,11 @@ def system_prompt(mode: str) -> str:
     if mode not in SYSTEM_PROMPTS:
         raise ConfigError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     return SYSTEM_PROMPTS[mode]
+
+
+def with_uploads(prompt: str, names: list[str]) -> str:
+    """The user's question as the Code page sends it after files were uploaded: their names appended, so
+    the model knows what is in its working directory (the embedded model is trained on this form too)."""
+    if not names:
+        return prompt
+    return f"{prompt}\n\n(Uploaded files in the working directory: {', '.join(names)})"

@@ -6,6 +6,7 @@ import streamlit as st
 
 from composite.agent import Agent
 from composite.errors import SandboxError
+from composite.prompts import with_uploads
 from pages import _app, _history
 from pages import _shared as ui
 
@@ -204,8 +205,7 @@ if ask:
 wanted, decision = ui.pending_run(MODE)
 if prompt and runtime is not None:
     new_files = st.session_state.pop("code_new_files", [])
-    if new_files:  # tell the model the names of what was uploaded since the last question
-        prompt = f"{prompt}\n\n(Uploaded files in the working directory: {', '.join(new_files)})"
+    prompt = with_uploads(prompt, new_files)  # the names of what was uploaded since the last question
 if ui.start_turn(MODE, runtime, prompt, wanted):
     agent = Agent(runtime, MODE, sandbox=sandbox, max_rounds=int(max_rounds), code_timeout=float(timeout),
                   policy="ask" if ask else "auto")

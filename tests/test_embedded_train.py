@@ -215,3 +215,36 @@ def test_fine_tuning_can_grow_the_model(tmp_path: Path) -> None:
     assert state["config"]["layers"] == 2 and state["stages"][0]["config"]["layers"] == 1
     assert "model.layers.1.mlp.down_proj.weight" in state["model"]
     assert log[0]["loss"] > 0
+
+
+def test_a_training_csv_preview_shows_what_pandas_prints_for_that_table(tmp_path: Path) -> None:
+    """The observation after `print(df.shape); print(df.head())` in training is pandas' real output for a
+    real CSV of those rows (an earlier home-made layout did not match what the sandbox returns)."""
+    import pandas as pd
+
+    from composite.embedded import skills
+
+    rng = random.Random(11)
+    for i in range(25):
+        cols = rng.sample(data.CSV_COLUMNS + ["zorb", "flim"], rng.randint(2, 5))
+        rows = rng.randint(3, 3000)
+        head, shown = skills.preview_table(rng, "train", cols, rows)
+        path = tmp_path / f"t{i}.csv"
+        pd.DataFrame(head, columns=cols).to_csv(path, index=False)
+        df = pd.read_csv(path)
+        first, rest = shown.split("\n", 1)
+        assert first == f"({rows}, {len(cols)})"
+        assert rest == str(df.head())
+
+
+def test_training_asks_about_a_csv_as_the_code_page_does_after_an_upload() -> None:
+    from composite.embedded import skills
+    from composite.prompts import with_uploads
+
+    rng = random.Random(12)
+    asked = [skills.ex_csv_any(rng, "train").messages[0].content for _ in range(300)]
+    noted = [q for q in asked if "(Uploaded files in the working directory: " in q]
+    assert 0.15 < len(noted) / len(asked) < 0.45
+    for q in noted:
+        name = re.search(r"working directory: (\S+)\)$", q).group(1)
+        assert q == with_uploads(q.split("\n\n(Uploaded", 1)[0], [name]) and name.endswith(".csv")

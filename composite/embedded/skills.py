@@ -14,6 +14,7 @@ from functools import cache
 from typing import Any
 
 from ..messages import Message
+from ..prompts import with_uploads
 from . import data
 from .data import Exchange, _code_exchange, _render, _run, call_code, number
 
@@ -630,12 +631,38 @@ CSV_FORMS_EN = {
     "sum": ["total {col} in {f}", "sum of the {col} column of {f}", "add up {col} in {f}"],
     "plot": ["plot the {col} column of {f}", "chart {col} from {f}", "graph {col} in {f}", "draw {col} from {f} as a line"],
     "hist": ["histogram of {col} in {f}", "show the distribution of {col} from {f}"],
+    "preview": ["show me the top of {f}", "preview {f}", "what's inside {f}", "give me a quick look at {f}",
+                "print the head of {f}", "first few lines of {f}", "take a look at {f}"],
 }
 CSV_FORMS_ZH = {"rows": ["{f}有多少行", "{f}一共几行数据"], "cols": ["{f}有哪些列", "列出{f}的列名"],
                 "mean": ["{f}里{col}列的平均值", "求{f}中{col}的平均数"], "max": ["{f}里{col}的最大值"],
                 "sum": ["{f}中{col}的总和"], "plot": ["画出{f}的{col}列", "把{f}的{col}画成折线图"],
-                "hist": ["画{f}中{col}的直方图"]}
+                "hist": ["画{f}中{col}的直方图"], "preview": ["看看{f}的前几行", "预览一下{f}", "{f}里都有什么"]}
+UPLOAD_NOTE_SHARE = 0.3
 CSV_OPENERS = ["", "", "i uploaded {f}. ", "I just uploaded a file. ", "using the file I uploaded, ", "file: {f}. "]
+
+
+def _column(rng: random.Random, split: str, col: str, n: int) -> list[Any]:
+    """n values of a made-up table's column, typed by its name (made-up names get numbers)."""
+    if col == "date":
+        return [f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}" for _ in range(n)]
+    if col in ("city", "name", "region", "product"):
+        return [word(rng, split, 3, 8).capitalize() for _ in range(n)]
+    if col in ("price", "amount", "total") or rng.random() < 0.3:
+        digits = rng.choice([1, 2])
+        return [round(rng.uniform(0, 999), digits) for _ in range(n)]
+    top = 99 if col in ("age", "score") else 9999
+    return [rng.randint(0, top) for _ in range(n)]
+
+
+def preview_table(rng: random.Random, split: str, cols: list[str], rows: int) -> tuple[list[tuple[Any, ...]], str]:
+    """The first rows of a made-up table and what `print(df.shape); print(df.head())` shows for it: the
+    real pandas output, as the sandbox returns it (an earlier generator's own layout did not match it, and
+    the model's answers after a real preview were garbled)."""
+    import pandas as pd  # only the training generator needs it, so it is imported here
+
+    head = list(zip(*(_column(rng, split, col, min(rows, 5)) for col in cols)))
+    return head, f"({rows}, {len(cols)})\n{pd.DataFrame(head, columns=cols)}"
 
 
 def ex_csv_any(rng: random.Random, split: str) -> Exchange:
@@ -649,6 +676,8 @@ def ex_csv_any(rng: random.Random, split: str) -> Exchange:
     if not zh:
         q = rng.choice(CSV_OPENERS).format(f=fname) + q + rng.choice(["", "?", " please"])
         q = data.phrasing.dress(rng, q[0].upper() + q[1:], False)
+    if rng.random() < UPLOAD_NOTE_SHARE:
+        q = with_uploads(q, [fname])  # as the Code page asks right after an upload
     head = f"import pandas as pd\ndf = pd.read_csv(\"{fname}\")\n"
     rows = rng.randint(3, 5000)
     if op in ("rows", "cols") and rng.random() < 0.15:
@@ -671,6 +700,12 @@ def ex_csv_any(rng: random.Random, split: str) -> Exchange:
         label = {"mean": ("mean", "平均值"), "max": ("maximum", "最大值"), "sum": ("sum", "总和")}[op]
         answer = f"{col} 的{label[1]}是 {obs}。" if zh else f"The {label[0]} of {col} in {fname} is {obs}."
         key = obs
+    elif op == "preview":
+        code = head + "print(df.shape)\nprint(df.head())"
+        obs = preview_table(rng, split, cols, rows)[1]
+        answer = (f"{fname} 有 {rows} 行、{len(cols)} 列：{', '.join(cols)}。" if zh else
+                  f"{fname} has {rows} rows and {len(cols)} columns: {', '.join(cols)}. The first rows are shown above.")
+        key = str(rows)
     else:
         plot = f"df[\"{col}\"].plot()" if op == "plot" else f"df[\"{col}\"].plot(kind=\"hist\")"
         code = (f"import pandas as pd\nimport matplotlib.pyplot as plt\ndf = pd.read_csv(\"{fname}\")\n{plot}\n"
