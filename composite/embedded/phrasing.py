@@ -34,17 +34,10 @@ WEATHER_EN = _compose(
      "My friend lives in {c}. Is it raining there?", "{c} - what is the weather like?",
      "Should I bring an umbrella to {c}?", "Should I take a jacket in {c}?", "Will I need sunglasses in {c} today?",
      "Is it a good day for a walk in {c}?", "I'd like a weather report: {c}.", "{c} weather report, please.",
-     "Is it freezing in {c}?", "How many degrees is it in {c}?",
-     # worded by the condition asked about, with the place right after the verb
-     "How cold is {c} today?", "How warm is {c} at the moment?", "Is {c} sunny?", "Is {c} rainy this week?",
-     "Any sunshine in {c}?", "Is there snow in {c}?", "Is it foggy over in {c}?", "Is it humid in {c} tonight?",
-     "Is it stormy in {c}?", "How windy is {c}?", "Is {c} warm enough for shorts?", "Is it chilly in {c} this evening?",
-     "Will it be hot in {c}?", "Is the sun out in {c}?", "Is it cloudy in {c} now?", "Temperature of {c}, please.",
-     "Is it nice out in {c}?", "What are the conditions like in {c} this afternoon?"]
+     "Is it freezing in {c}?", "How many degrees is it in {c}?"]
 WEATHER_ZH = _compose(["", "请", "帮我", "麻烦"], ["查一下", "看看", "告诉我", "查询"], ["{c}"],
                       ["的天气", "的气温", "现在的天气", "今天的天气", "的温度"], ["。", "", "？"]) + _compose(
-    ["{c}"], ["的天气", "今天", "现在", "这几天", "天气"], ["怎么样？", "如何？", "冷不冷？", "热吗？", "下雨吗？"]) + _compose(
-    ["{c}"], ["", "今天", "现在", "晚上", "明早"], ["气温高吗？", "气温多少？", "有雨吗？", "会下雪吗？", "暖和吗？", "刮风吗？", "晴天吗？"])
+    ["{c}"], ["的天气", "今天", "现在", "这几天", "天气"], ["怎么样？", "如何？", "冷不冷？", "热吗？", "下雨吗？"])
 
 TIME_EN = _compose(
     ["What time is it", "What's the time", "Tell me the time", "Current time", "Local time", "Show the time",
@@ -52,12 +45,9 @@ TIME_EN = _compose(
      "What hour is it", "Do you know the time"],
     [" in ", " for ", " at "], ["{z}"], _TAILS_EN,
 ) + ["{z} time?", "{z}: current time, please.", "Time zone {z}: what time is it?", "Clock in {z}?",
-     "I'm calling someone in {z}. What time is it there?",
-     "Is it night in {z} now?", "Is it morning yet in {z}?", "Is it late in {z}?", "Is it still today in {z}?",
-     "What's the date over in {z}?", "Time check: {z}?", "Is it lunchtime in {z}?", "Are people in {z} asleep now?"]
+     "I'm calling someone in {z}. What time is it there?"]
 TIME_ZH = _compose(["", "请", "帮我"], ["查一下", "看看", "告诉我"], ["{z}"], ["的时间", "现在几点", "的当前时间", "的日期"],
-                   ["。", "", "？"]) + ["{z}现在几点了？", "{z}那边几点了？", "{z}时间？", "{z}现在是几号？",
-                                     "{z}现在是白天吗？", "{z}那边天黑了吗？", "{z}是早上还是晚上？", "{z}几号了？"]
+                   ["。", "", "？"]) + ["{z}现在几点了？", "{z}那边几点了？", "{z}时间？", "{z}现在是几号？"]
 
 CALC_EN = _compose(
     ["What is ", "What's ", "Calculate ", "Compute ", "Evaluate ", "Work out ", "Solve ", "Find ", "Tell me ",

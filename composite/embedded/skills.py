@@ -130,18 +130,28 @@ W_EN = _compose(
      "{c} temperature pls", "hows the weather {c}", "any rain in {c} today", "raining in {c}?",
      "I'm flying to {c} tonight, weather?", "what should I wear in {c} today?", "{c}: is it sunny?",
      "weather check {c}", "do i need a coat in {c}", "is the weather nice in {c}", "wether in {c}", "weahter {c}",
-     "the weather in {c} please", "plz check {c} weather"]
+     "the weather in {c} please", "plz check {c} weather",
+     # asked by the condition, with the place right after the verb
+     "How cold is {c} today?", "How warm is {c} at the moment?", "Is {c} sunny?", "Is {c} rainy this week?",
+     "Any sunshine in {c}?", "Is there snow in {c}?", "Is it foggy over in {c}?", "Is it humid in {c} tonight?",
+     "Is it stormy in {c}?", "How windy is {c}?", "Is {c} warm enough for shorts?", "Is it chilly in {c} this evening?",
+     "Will it be hot in {c}?", "Is the sun out in {c}?", "Is it cloudy in {c} now?", "Temperature of {c}, please.",
+     "Is it nice out in {c}?", "What are the conditions like in {c} this afternoon?"]
 W_ZH = _compose(["", "请问", "帮忙", "麻烦查下", "我想知道"], ["{c}"], ["天气", "的天气如何", "天气好吗", "气温多少", "今天冷吗", "会下雨吗", "天气咋样"],
-                ["", "？", "。", "呀", "啊？"]) + ["查{c}天气", "{c}今天啥天气", "明天去{c}，天气咋样", "{c}热不热"]
+                ["", "？", "。", "呀", "啊？"]) + ["查{c}天气", "{c}今天啥天气", "明天去{c}，天气咋样", "{c}热不热"] + _compose(
+    ["{c}"], ["", "今天", "现在", "晚上", "明早"], ["气温高吗？", "有雨吗？", "会下雪吗？", "暖和吗？", "刮风吗？", "晴天吗？"])
 T_EN = _compose(
     ["time ", "Time ", "whats the time ", "what time is it ", "current time ", "local time ", "clock ", "tell me the time ",
      "what's the hour ", "hour right now "],
     ["in ", "for ", "at ", "over in "], ["{z}"], ["", "?", " pls", " now", " right now?", " please", "??"],
 ) + ["{z} time", "{z} time now?", "time {z}", "is it night in {z}?", "is it morning in {z} now?",
      "what day is it in {z} right now", "date in {z}?", "it's late here, what about {z}?", "whats the time over in {z}",
-     "time difference? just tell me the time in {z}", "current local time {z}"]
+     "time difference? just tell me the time in {z}", "current local time {z}",
+     "Is it morning yet in {z}?", "Is it late in {z}?", "Is it still today in {z}?", "What's the date over in {z}?",
+     "Time check: {z}?", "Is it lunchtime in {z}?", "Are people in {z} asleep now?"]
 T_ZH = _compose(["", "请问", "帮我看下", "想知道"], ["{z}"], ["几点了", "现在几点", "时间", "现在的时间", "是几点", "那边几点"],
-                ["", "？", "。", "呀"]) + ["{z}那边现在是晚上吗？", "{z}几号了", "查下{z}时间"]
+                ["", "？", "。", "呀"]) + ["{z}那边现在是晚上吗？", "{z}几号了", "查下{z}时间", "{z}现在是白天吗？", "{z}那边天黑了吗？",
+                                 "{z}是早上还是晚上？"]
 
 OPS_EN = {
     "*": ["times", "multiplied by", "x", "*", "×"],
