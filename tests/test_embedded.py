@@ -185,7 +185,7 @@ def test_eval_subset_answers_state_the_observation(eval_report: dict) -> None:
 
 
 # Known shortfall of the committed model (full eval, 200 cases: 94.0 % of interpreter code prints the
-# right result; two string operations mapped to a neighbour and one repeated factor are the misses).
+# right result; two repeated factors and one string operation mapped to a neighbour are the misses).
 # Strict xfail: a retrained model that meets the target turns this into a failure until the marker
 # is removed, so the threshold itself is never loosened.
 SHORTFALL = pytest.mark.xfail(strict=True, reason="the committed embedded model misses this target (README)")
