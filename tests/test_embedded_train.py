@@ -242,9 +242,13 @@ def test_training_asks_about_a_csv_as_the_code_page_does_after_an_upload() -> No
     from composite.prompts import with_uploads
 
     rng = random.Random(12)
-    asked = [skills.ex_csv_any(rng, "train").messages[0].content for _ in range(300)]
+    exchanges = [skills.ex_csv_any(rng, "train") for _ in range(300)]
+    asked = [ex.messages[0].content for ex in exchanges]
     noted = [q for q in asked if "(Uploaded files in the working directory: " in q]
     assert 0.15 < len(noted) / len(asked) < 0.45
+    # a file the note says was uploaded is never missing in the sandbox
+    missing = [ex.messages[0].content for ex in exchanges if "FileNotFoundError" in ex.messages[2].content]
+    assert missing and not set(missing) & set(noted)
     for q in noted:
         name = re.search(r"working directory: (\S+)\)$", q).group(1)
         assert q == with_uploads(q.split("\n\n(Uploaded", 1)[0], [name]) and name.endswith(".csv")

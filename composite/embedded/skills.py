@@ -686,11 +686,12 @@ def ex_csv_any(rng: random.Random, split: str) -> Exchange:
     if not zh:
         q = rng.choice(CSV_OPENERS).format(f=fname) + q + rng.choice(["", "?", " please"])
         q = data.phrasing.dress(rng, q[0].upper() + q[1:], False)
-    if rng.random() < UPLOAD_NOTE_SHARE:
+    missing = op in ("rows", "cols") and rng.random() < 0.15  # the user forgot to upload it
+    if not missing and rng.random() < UPLOAD_NOTE_SHARE:
         q = with_uploads(q, [fname])  # as the Code page asks right after an upload
     head = f"import pandas as pd\ndf = pd.read_csv(\"{fname}\")\n"
     rows = rng.randint(3, 5000)
-    if op in ("rows", "cols") and rng.random() < 0.15:
+    if missing:
         code = head + ("print(len(df))" if op == "rows" else "print(list(df.columns))")
         obs = f"FileNotFoundError: [Errno 2] No such file or directory: '{fname}'"
         answer = f"找不到文件 {fname}，请先上传它。" if zh else f"The file {fname} was not found. Please upload it first, then ask again."
