@@ -173,13 +173,19 @@ class NumpyGlm:
 
     def _rms(self, x, w):
         np = self.np
-        return x / np.sqrt((x * x).mean(-1, keepdims=True) + self.eps) * w
+        # the sum through the ufunc (not ndarray.mean's Python wrapper): decode calls this 2 x layers times a token
+        return x / np.sqrt(np.add.reduce(x * x, axis=-1, keepdims=True) * np.float32(1.0 / x.shape[-1]) + self.eps) * w
 
-    def _rope(self, x, positions):
+    def _rotation(self, positions):
+        """cos and sin of the rotary angles at `positions`, (T, rotary/2) each: once per forward, for every layer."""
+        np = self.np
+        angles = positions[:, None].astype(np.float32) * self.inv_freq[None, :]
+        return np.cos(angles), np.sin(angles)
+
+    def _rope(self, x, rotation):
         """Rotate the first `rotary` dims of each head in interleaved pairs (x0, x1) -> (x0 c - x1 s, x1 c + x0 s)."""
         np = self.np
-        angles = positions[:, None].astype(np.float32) * self.inv_freq[None, :]  # (T, rotary/2)
-        cos, sin = np.cos(angles), np.sin(angles)
+        cos, sin = rotation
         rot = x[..., : self.rotary]
         even, odd = rot[..., 0::2], rot[..., 1::2]
         out = np.empty_like(x)
@@ -198,6 +204,12 @@ class NumpyGlm:
         np = self.np
         heads, n, dim = q.shape
         group = heads // self.kv_heads
+        if n == 1:  # decoding: one query per head sees every cached key; no mask, no blocks
+            scores = q.reshape(self.kv_heads, group, dim) @ keys.transpose(0, 2, 1)  # (kv_heads, group, total)
+            scores -= scores.max(-1, keepdims=True)
+            np.exp(scores, out=scores)
+            weighted = (scores @ values) / np.add.reduce(scores, axis=-1, keepdims=True)
+            return weighted.reshape(heads, 1, dim)
         qg = q.reshape(self.kv_heads, group, n, dim)
         out = np.empty((self.kv_heads, group, n, dim), dtype=np.float32)
         for lo in range(0, n, self.QUERY_BLOCK):
@@ -220,7 +232,7 @@ class NumpyGlm:
         np = self.np
         start = cache.get_seq_length()
         n = len(ids)
-        positions = np.arange(start, start + n)
+        rotation = self._rotation(np.arange(start, start + n))
         x = self.embed[np.asarray(ids, dtype=np.int64)]  # (n, hidden)
         q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
         scale = self.head_dim ** -0.5
@@ -232,7 +244,7 @@ class NumpyGlm:
             q = qkv[:, :q_size].reshape(n, self.heads, self.head_dim).transpose(1, 0, 2)
             k = qkv[:, q_size:q_size + kv_size].reshape(n, self.kv_heads, self.head_dim).transpose(1, 0, 2)
             v = qkv[:, q_size + kv_size:].reshape(n, self.kv_heads, self.head_dim).transpose(1, 0, 2)
-            q, k = self._rope(q, positions), self._rope(k, positions)
+            q, k = self._rope(q, rotation), self._rope(k, rotation)
             keys, values = kv.append(k, v)  # (kv_heads, total, head_dim)
             attn = self._attention(q * np.float32(scale), keys, values, start)
             x = x + attn.transpose(1, 0, 2).reshape(n, q_size) @ layer["o_t"]
