@@ -731,9 +731,13 @@ def ex_csv(rng: random.Random, split: str) -> Exchange:
     for i in range(5):
         lines.append(f"{i}  " + "  ".join(f"{rng.randint(0, 999):>8}" for _ in cols))
     obs = f"({rows}, {len(cols)})\n" + "\n".join(lines)
-    answer = (f"{fname} 有 {rows} 行、{len(cols)} 列：{', '.join(cols)}。" if zh else
-              f"{fname} has {rows} rows and {len(cols)} columns: {', '.join(cols)}. The first rows are shown above.")
-    return _code_exchange(q, code, obs, answer, str(rows), checkable=False)
+    return _code_exchange(q, code, obs, preview_answer(fname, rows, cols, zh), str(rows), checkable=False)
+
+
+def preview_answer(fname: str, rows: int, cols: list[str], zh: bool) -> str:
+    """The answer after a CSV preview (`print(df.shape)`, `print(df.head())`)."""
+    return (f"{fname} 有 {rows} 行、{len(cols)} 列：{', '.join(cols)}。" if zh else
+            f"{fname} has {rows} rows and {len(cols)} columns: {', '.join(cols)}. The first rows are shown above.")
 
 
 def ex_name_error(rng: random.Random, split: str) -> Exchange:

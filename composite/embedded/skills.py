@@ -714,9 +714,7 @@ def ex_csv_any(rng: random.Random, split: str) -> Exchange:
     elif op == "preview":
         code = head + "print(df.shape)\nprint(df.head())"
         obs = preview_table(rng, split, cols, rows)[1]
-        answer = (f"{fname} 有 {rows} 行、{len(cols)} 列：{', '.join(cols)}。" if zh else
-                  f"{fname} has {rows} rows and {len(cols)} columns: {', '.join(cols)}. The first rows are shown above.")
-        key = str(rows)
+        answer, key = data.preview_answer(fname, rows, cols, zh), str(rows)
     else:
         plot = f"df[\"{col}\"].plot()" if op == "plot" else f"df[\"{col}\"].plot(kind=\"hist\")"
         code = (f"import pandas as pd\nimport matplotlib.pyplot as plt\ndf = pd.read_csv(\"{fname}\")\n{plot}\n"
