@@ -89,6 +89,10 @@ def test_output_and_chart_checks_are_strict_enough() -> None:
     calc_case = next(c for c in CASES if c.tool == "calculator" and c.args["expression"] == "1234 * 5678")
     assert call_matches(calc_case, "calculator", {"expression": "5678*1234"})
     assert not call_matches(calc_case, "calculator", {"expression": "1234"})
+    city_case = next(c for c in CASES if c.tool == "get_weather" and c.args["city_name"] == "new york")
+    assert call_matches(city_case, "get_weather", {"city_name": "New York"})  # the service ignores case
+    assert not call_matches(city_case, "get_weather", {"city_name": "New york city"})
+    assert not call_matches(city_case, "get_weather", {"city_name": "New"})
 
 
 def test_skeleton_keeps_the_request_and_drops_the_values() -> None:

@@ -179,8 +179,11 @@ def word_arith(rng: random.Random, split: str, zh: bool) -> tuple[str, str]:
             return f"{a}{rng.choice(['', ' '])}{rng.choice(OPS_ZH[op])}{rng.choice(['', ' '])}{b}", f"{a} {op} {b}"
         if roll < 0.7:
             return f"{a}的平方", f"{a} ** 2"
-        if roll < 0.78:
+        if roll < 0.74:
             return f"{a}的立方", f"{a} ** 3"
+        if roll < 0.8:
+            e = rng.randint(2, 12)
+            return rng.choice([f"{a}的{e}次方", f"{a} 的 {e} 次方", f"{a}的{e}次幂"]), f"{a} ** {e}"
         if roll < 0.9:
             return rng.choice([f"{a}的平方根", f"根号{a}", f"{a}开根号"]), f"sqrt({a})"
         p = rng.randint(1, 99)
@@ -196,6 +199,10 @@ def word_arith(rng: random.Random, split: str, zh: bool) -> tuple[str, str]:
             return f"the product of {ta} and {tb}", f"{a} * {b}"
         if op == "-" and rng.random() < 0.2:
             return f"{tb} subtracted from {ta}", f"{a} - {b}"
+        if rng.random() < 0.2:  # the verb first: "multiply 3 by 4"
+            verb = {"*": f"multiply {ta} by {tb}", "/": f"divide {ta} by {tb}", "+": f"add {ta} and {tb}",
+                    "-": f"subtract {tb} from {ta}"}[op]
+            return verb, f"{a} {op} {b}"
         return f"{ta} {rng.choice(OPS_EN[op])} {tb}", f"{a} {op} {b}"
     if roll < 0.62:
         return rng.choice([f"{ta} squared", f"the square of {ta}", f"{ta} to the power of two"]), f"{a} ** 2"
@@ -294,11 +301,17 @@ OUT_EN = _compose(
      "convert {n} dollars to euros", "what's the stock price of {w}", "order a pizza", "search the web for {w}",
      "help me with my resume", "draw me a cat", "what's the population of {c}", "write a cover letter",
      "who painted the mona lisa", "how do i fix my wifi", "what's the news today", "debug my javascript code",
+     "which team won the {n} final", "how do you say '{w}' in French", "{c}'s capital city", "explain how {w}s work",
+     "recommend a good book", "find a cafe near me", "why is the sky blue", "tell me a joke", "what does {w} mean",
+     "who wrote hamlet", "is coffee bad for you", "what year did {c} become independent", "write a haiku",
+     "plan a trip to {c}", "what's the best phone to buy", "how do I learn guitar", "summarize the history of {c}",
      "give me a recipe for {w}", "how far is {c} from {w}", "remind me to call {w} tomorrow"],
     ["", "?", ".", " pls", " please"])
 OUT_ZH = _compose(["", "请", "帮我", "你能"], ["写一首关于{w}的诗", "翻译这句话", "订一张去{c}的机票", "推荐一部电影", "讲个故事", "写一封邮件",
                                            "{c}的首都是哪里", "查一下股票价格", "点个外卖", "定个早上七点的闹钟", "总结这篇文章",
-                                           "美元兑人民币汇率是多少", "帮我写简历", "播放音乐"], ["", "吗？", "。", "？"])
+                                           "美元兑人民币汇率是多少", "帮我写简历", "播放音乐",
+                                           "谁赢得了{n}年的世界杯", "{w}用英语怎么说", "附近有什么好吃的", "讲个笑话",
+                                           "天空为什么是蓝色的", "推荐一本书"], ["", "吗？", "。", "？"])
 
 
 def ex_out_of_skill(rng: random.Random, split: str) -> Exchange:
@@ -309,7 +322,7 @@ def ex_out_of_skill(rng: random.Random, split: str) -> Exchange:
     return Exchange([Message("user", q), Message("assistant", a)], "chat", key="MODEL_PATH")
 
 
-TOOL_MAKERS = [(ex_weather_any, 0.3), (ex_time_place, 0.2), (ex_calc_words, 0.3), (ex_out_of_skill, 0.08)]
+TOOL_MAKERS = [(ex_weather_any, 0.3), (ex_time_place, 0.2), (ex_calc_words, 0.3), (ex_out_of_skill, 0.11)]
 
 # ---------------------------------------------------------------------------------------------------
 # code mode
@@ -331,14 +344,23 @@ STAT_OPS = [  # name, English words, Chinese words, expression (over `data`), an
 ST_EN = _compose(["", "find the ", "whats the ", "what's the ", "get the ", "calculate the ", "compute the ", "give me the ",
                   "tell me the ", "i need the "], ["{s} of ", "{s} for ", "{s}: "], ["{l}", "these numbers {l}", "the list {l}", "my data {l}"],
                  ["", "?", " pls", " please", "."])
-ST_EN_VERB = {"sum": ["add up {l}", "total of {l}?", "sum up {l}"], "max": ["which is the largest: {l}", "biggest of {l}?"],
-              "min": ["which is the smallest: {l}", "lowest of {l}?"], "count": ["how many numbers in {l}?", "count the values {l}"],
-              "sort": ["sort {l}", "sort these: {l}", "put {l} in order", "order {l} ascending"],
-              "sort_desc": ["sort {l} descending", "sort {l} from high to low", "reverse sort {l}"],
-              "mean": ["average {l}", "avg of {l} pls", "mean {l}"]}
+ST_EN_VERB = {"sum": ["add up {l}", "total of {l}?", "sum up {l}", "add these together: {l}", "what do {l} add up to?",
+                      "sum the values {l}", "{l} added up", "add {l} together", "total up {l} for me"],
+              "max": ["which is the largest: {l}", "biggest of {l}?", "pick the largest value from {l}", "the highest one in {l}?"],
+              "min": ["which is the smallest: {l}", "lowest of {l}?", "pick the smallest value from {l}", "the lowest one in {l}?"],
+              "count": ["how many numbers in {l}?", "count the values {l}", "how many values are there in {l}",
+                        "how many items does {l} have", "count how many numbers: {l}", "{l} - how many numbers is that?"],
+              "sort": ["sort {l}", "sort these: {l}", "put {l} in order", "order {l} ascending", "sort {l} smallest first",
+                       "arrange {l} from low to high", "sort {l} from smallest to largest"],
+              "sort_desc": ["sort {l} descending", "sort {l} from high to low", "reverse sort {l}", "sort {l} largest first",
+                            "arrange {l} from biggest to smallest", "order {l} from the largest down", "rank {l} high to low"],
+              "median": ["middle number of {l}", "median value of {l}?", "what's the median: {l}"],
+              "mean": ["average {l}", "avg of {l} pls", "mean {l}", "average out {l}"]}
 ST_ZH = _compose(["", "请", "帮我", "求一下"], ["算", "求", "计算"], ["{l}的{s}", "这组数{l}的{s}", "数据{l}的{s}"], ["", "。", "？", "是多少"]) + [
     "{l}，{s}是多少", "{l} 求{s}"]
-ST_ZH_VERB = {"sort": ["把{l}排序", "给{l}排个序"], "sort_desc": ["把{l}从大到小排"]}
+ST_ZH_VERB = {"sort": ["把{l}排序", "给{l}排个序", "把{l}从小到大排列", "{l}升序排列"], "sort_desc": ["把{l}从大到小排", "{l}降序排列"],
+              "sum": ["{l}加起来等于多少", "把{l}加在一起", "{l}的和是多少"], "count": ["{l}一共几个数", "{l}里有多少个数"],
+              "max": ["{l}里哪个最大", "{l}中最大的是哪个"], "min": ["{l}里哪个最小", "{l}中最小的是哪个"]}
 
 
 def _listing(rng: random.Random, values: list[Any]) -> str:
@@ -393,24 +415,29 @@ def ex_stats_any(rng: random.Random, split: str, op: str | None = None, values: 
 
 STR_OPS = {  # op: (English forms, Chinese forms, code template over {s}; "{c}"/"{r}" for extra arguments)
     "len": (["how long is {w}", "length of {w}", "how many characters in {w}", "count the characters of {w}", "len {w}",
-             "number of letters in {w}?"], ["{w}有几个字符", "{w}的长度是多少", "数一下{w}有多少个字符"], "print(len({s}))"),
+             "number of letters in {w}?", "character count of {w}",
+             "char count for {w}", "{w} is how many characters long?"], ["{w}有几个字符", "{w}的长度是多少", "数一下{w}有多少个字符"], "print(len({s}))"),
     "reverse": (["reverse {w}", "{w} backwards", "flip {w}", "write {w} in reverse", "reverse the text {w} pls"],
                 ["把{w}倒过来", "反转{w}", "{w}倒序"], "print({s}[::-1])"),
     "upper": (["uppercase {w}", "{w} in capital letters", "make {w} upper case", "convert {w} to upper case", "caps {w}",
-               "{w} to all caps"], ["把{w}变成大写", "{w}转大写"], "print({s}.upper())"),
-    "lower": (["lowercase {w}", "{w} in lower case", "make {w} lower case", "convert {w} to lowercase", "{w} to small letters"],
-              ["把{w}变成小写", "{w}转小写"], "print({s}.lower())"),
-    "title": (["title case {w}", "capitalize every word of {w}", "make {w} title case", "capitalise each word in {w}"],
-              ["把{w}每个单词首字母大写"], "print({s}.title())"),
+               "{w} to all caps", "{w} in all caps", "make {w} all uppercase", "write {w} in capitals",
+               "shout {w} in uppercase"], ["把{w}变成大写", "{w}转大写", "{w}全部大写", "把{w}全部转成大写字母"], "print({s}.upper())"),
+    "lower": (["lowercase {w}", "{w} in lower case", "make {w} lower case", "convert {w} to lowercase", "{w} to small letters", "make {w} all lower case",
+               "{w} in all lowercase", "no capitals: {w}"], ["把{w}变成小写", "{w}转小写", "{w}全部小写", "把{w}全部转成小写字母"], "print({s}.lower())"),
+    "title": (["title case {w}", "capitalize every word of {w}", "make {w} title case", "capitalise each word in {w}",
+              "capitalize the first letter of each word in {w}", "format {w} like a headline", "{w} with capital initials"],
+              ["把{w}每个单词首字母大写", "{w}每个词首字母大写"], "print({s}.title())"),
     "count": (["how many {c} in {w}", "count the letter {c} in {w}", "occurrences of {c} in {w}?", "number of {c}s in {w}"],
               ["{w}里有几个{c}", "数一下{w}中{c}出现几次"], "print({s}.count({cq}))"),
     "vowels": (["count the vowels in {w}", "how many vowels does {w} have", "number of vowels in {w}", "vowel count of {w}"],
                ["{w}有几个元音字母", "数一下{w}里的元音"], "print(sum(ch in \"aeiouAEIOU\" for ch in {s}))"),
     "replace": (["replace {c} with {r} in {w}", "in {w}, change every {c} to {r}", "swap {c} for {r} in {w}",
-                 "substitute {r} for {c} in {w}"], ["把{w}里的{c}换成{r}", "将{w}中的{c}替换为{r}"], "print({s}.replace({cq}, {rq}))"),
+                 "substitute {r} for {c} in {w}",
+                 "change {c} to {r} in {w}", "{w}: swap every {c} for {r}", "turn the {c}s in {w} into {r}"], ["把{w}里的{c}换成{r}", "将{w}中的{c}替换为{r}"], "print({s}.replace({cq}, {rq}))"),
     "split": (["split {w} into words", "break {w} into a list of words", "split {w} on spaces", "tokenize {w} by whitespace"],
               ["把{w}按空格分开", "把{w}拆成单词列表"], "print({s}.split())"),
-    "words": (["how many words are in {w}", "word count of {w}", "count the words in {w}", "number of words in {w}?"],
+    "words": (["how many words are in {w}", "word count of {w}", "count the words in {w}", "number of words in {w}?", "{w} - how many words?",
+               "how many words does {w} contain"],
               ["{w}有几个单词", "数一下{w}的单词数"], "print(len({s}.split()))"),
     "palindrome": (["is {w} a palindrome", "check if {w} is a palindrome", "palindrome check: {w}", "does {w} read the same backwards"],
                    ["{w}是回文吗", "判断{w}是不是回文"],
@@ -467,7 +494,8 @@ def ex_string_any(rng: random.Random, split: str, op: str | None = None, text: s
 
 ARW_EN = _compose(["", "what is ", "whats ", "compute ", "calculate ", "python: ", "use python to work out ", "run ", "how much is "],
                   ["{q}"], ["", "?", " please", " in python", " with code", " pls"])
-ARW_ZH = _compose(["", "请", "帮我", "用代码"], ["算", "计算", "求"], ["", " ", "一下"], ["{q}"], ["", "。", "等于多少", "是多少？"])
+ARW_ZH = _compose(["", "请", "帮我", "用代码"], ["算", "计算", "求"], ["", " ", "一下"], ["{q}"], ["", "。", "等于多少", "是多少？"]) + [
+    "{q}等于几", "{q}是多少", "{q}=?"]
 
 
 def ex_arith_words(rng: random.Random, split: str) -> Exchange:
@@ -644,7 +672,7 @@ CSV_FORMS_EN = {
     "preview": ["show me the top of {f}", "preview {f}", "what's inside {f}", "give me a quick look at {f}",
                 "print the head of {f}", "first few lines of {f}", "take a look at {f}"],
 }
-CSV_FORMS_ZH = {"rows": ["{f}有多少行", "{f}一共几行数据"], "cols": ["{f}有哪些列", "列出{f}的列名"],
+CSV_FORMS_ZH = {"rows": ["{f}有多少行", "{f}一共几行数据", "{f}总共有几行？"], "cols": ["{f}有哪些列", "列出{f}的列名"],
                 "mean": ["{f}里{col}列的平均值", "求{f}中{col}的平均数"], "max": ["{f}里{col}的最大值"],
                 "sum": ["{f}中{col}的总和"], "plot": ["画出{f}的{col}列", "把{f}的{col}画成折线图"],
                 "hist": ["画{f}中{col}的直方图"], "preview": ["看看{f}的前几行", "预览一下{f}", "{f}里都有什么"]}
@@ -726,7 +754,7 @@ def ex_csv_any(rng: random.Random, split: str) -> Exchange:
 
 
 CODE_MAKERS = [(ex_stats_any, 0.22), (ex_string_any, 0.24), (ex_arith_words, 0.14), (ex_plot_function, 0.1),
-               (ex_chart, 0.12), (ex_csv_any, 0.13), (ex_out_of_skill, 0.06)]
+               (ex_chart, 0.12), (ex_csv_any, 0.13), (ex_out_of_skill, 0.09)]
 
 
 def contrast_exchanges(rng: random.Random, split: str) -> list[Exchange]:
