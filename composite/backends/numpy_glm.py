@@ -198,6 +198,13 @@ class NumpyGlm:
     # the keys its causal mask hides (half the work of a long prefill)
     QUERY_BLOCK = 128
 
+    def _mix(self, scores, values):
+        """softmax(scores) @ values for scores (kv_heads, rows, keys): in place, normalized after the product
+        with the values (rows x dim divisions instead of rows x keys)."""
+        scores -= scores.max(-1, keepdims=True)
+        self.np.exp(scores, out=scores)
+        return (scores @ values) / self.np.add.reduce(scores, axis=-1, keepdims=True)
+
     def _attention(self, q, keys, values, start: int):
         """Causal attention of n new queries (heads, n, head_dim), already scaled, over the cached keys
         and values (kv_heads, start + n, head_dim); grouped-query heads share their group's keys."""
@@ -206,10 +213,7 @@ class NumpyGlm:
         group = heads // self.kv_heads
         if n == 1:  # decoding: one query per head sees every cached key; no mask, no blocks
             scores = q.reshape(self.kv_heads, group, dim) @ keys.transpose(0, 2, 1)  # (kv_heads, group, total)
-            scores -= scores.max(-1, keepdims=True)
-            np.exp(scores, out=scores)
-            weighted = (scores @ values) / np.add.reduce(scores, axis=-1, keepdims=True)
-            return weighted.reshape(heads, 1, dim)
+            return self._mix(scores, values).reshape(heads, 1, dim)
         qg = q.reshape(self.kv_heads, group, n, dim)
         out = np.empty((self.kv_heads, group, n, dim), dtype=np.float32)
         for lo in range(0, n, self.QUERY_BLOCK):
@@ -219,11 +223,7 @@ class NumpyGlm:
             scores = (block @ keys[:, :seen].transpose(0, 2, 1)).reshape(self.kv_heads, group, rows, seen)
             if rows > 1:  # query lo+i (position start+lo+i) must not see the keys after it
                 scores[..., start + lo:] += np.triu(np.full((rows, hi - lo), -np.inf, dtype=np.float32), k=1)
-            # softmax in place, normalized after the product with the values (rows x dim divisions)
-            scores -= scores.max(-1, keepdims=True)
-            np.exp(scores, out=scores)
-            norm = scores.sum(-1, keepdims=True).reshape(self.kv_heads, group * rows, 1)
-            weighted = (scores.reshape(self.kv_heads, group * rows, seen) @ values[:, :seen]) / norm
+            weighted = self._mix(scores.reshape(self.kv_heads, group * rows, seen), values[:, :seen])
             out[:, :, lo:hi] = weighted.reshape(self.kv_heads, group, rows, dim)
         return out.reshape(heads, n, dim)
 
