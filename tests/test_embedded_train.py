@@ -252,3 +252,19 @@ def test_training_asks_about_a_csv_as_the_code_page_does_after_an_upload() -> No
     for q in noted:
         name = re.search(r"working directory: (\S+)\)$", q).group(1)
         assert q == with_uploads(q.split("\n\n(Uploaded", 1)[0], [name]) and name.endswith(".csv")
+
+
+def test_shared_digit_random_requests_keep_seed_and_range_apart() -> None:
+    """The seed and both bounds start with the same two digits; the call takes each from its own place."""
+    from composite.embedded import skills
+
+    rng = random.Random(5)
+    for _ in range(60):
+        ex = skills.ex_random_shared_digits(rng, "train")
+        seed, (lo, hi) = ex.args["seed"], ex.args["range"]
+        assert len({str(seed)[:2], str(lo)[:2], str(hi)[:2]}) == 1
+        assert lo < hi and not any(data.is_heldout_number(n) for n in (seed, lo, hi))
+        question = ex.messages[0].content
+        numbers = [int(n) for n in re.findall(r"\d+", question)]
+        assert sorted(numbers) == sorted([seed, lo, hi])  # each one asked once, nothing else
+        assert f"seed={seed}, range=({lo}, {hi})" in ex.messages[1].content

@@ -479,7 +479,11 @@ def ex_random(rng: random.Random, split: str) -> Exchange:
         b += 1000
     if split == "eval" and not is_heldout_number(b):
         b = int("47" + str(b))
-    s = number(rng, split, 6)
+    return random_exchange(rng, split, zh, number(rng, split, 6), a, b)
+
+
+def random_exchange(rng: random.Random, split: str, zh: bool, s: int, a: int, b: int) -> Exchange:
+    """A random-number request for seed s and range a..b, asked in one of the split's phrasings."""
     q = pick(rng, split, RAND_Q_ZH if zh else RAND_Q_EN, 1, extra_forms("rand_zh" if zh else "rand_en"), zh).format(
         a=a, b=b, s=s)
     args = {"seed": s, "range": (a, b)}

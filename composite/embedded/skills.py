@@ -322,7 +322,24 @@ def ex_out_of_skill(rng: random.Random, split: str) -> Exchange:
     return Exchange([Message("user", q), Message("assistant", a)], "chat", key="MODEL_PATH")
 
 
-TOOL_MAKERS = [(ex_weather_any, 0.3), (ex_time_place, 0.2), (ex_calc_words, 0.3), (ex_out_of_skill, 0.11)]
+def ex_random_shared_digits(rng: random.Random, split: str) -> Exchange:
+    """A random-number request whose seed and range bounds begin with the same digits (seed 38, range 381 to
+    386204): only their places in the question tell them apart, so the model must copy by position."""
+    stem = str(rng.randint(10, 99))
+    while data.is_heldout_number(int(stem)):
+        stem = str(rng.randint(10, 99))
+
+    def grown(extra: int) -> int:
+        return int(stem + "".join(str(rng.randint(0, 9)) for _ in range(extra)))
+
+    extra = rng.randint(0, 2)
+    a, b = grown(extra), grown(extra + rng.randint(1, 3))  # b has more digits: always the larger
+    s = grown(rng.randint(0, 4))
+    return data.random_exchange(rng, split, rng.random() < 0.5, s, a, b)
+
+
+TOOL_MAKERS = [(ex_weather_any, 0.3), (ex_time_place, 0.2), (ex_calc_words, 0.3), (ex_out_of_skill, 0.11),
+               (ex_random_shared_digits, 0.06)]
 
 # ---------------------------------------------------------------------------------------------------
 # code mode
