@@ -150,20 +150,30 @@ def test_tool_conversations_under_other_prompts_always_list_the_tools_they_call(
 
 
 def test_contrast_conversations_ask_other_operations_of_the_same_data() -> None:
-    """Each conversation reuses one list or string; the operations (so the code and the results) all differ."""
+    """Each conversation reuses one list, string, x range or uploaded file; the operations (so the code and
+    the results) all differ."""
     from composite.embedded.newcomer import near_newcomer
 
     rng = random.Random(11)
-    for _ in range(60):
+    kinds: set[str] = set()
+    for _ in range(120):
         conv = data.sample_contrast_conversation(rng)
         assert conv.mode == "code" and 2 <= len(conv.exchanges) <= 4
         codes = [ex.messages[1].content for ex in conv.exchanges]
         assert len(set(codes)) == len(codes)  # another operation each time
-        # the same data in every ask: the list (data = [...]) or the string (a string literal)
-        found = [set(re.findall(r"data = \[[^\]]*\]", code)) | set(re.findall(r'"(?:[^"\\]|\\.)+"', code))
-                 for code in codes]
-        assert set.intersection(*found) - {'"aeiouAEIOU"'}, codes
+        if "np.linspace" in codes[0]:  # function plots: the same range, other functions
+            kind, shared = "plot", [set(re.findall(r"np\.linspace\([^)]*\)", code)) for code in codes]
+            assert len({re.search(r"plt\.plot\(x, (.*)\)", code).group(1) for code in codes}) == len(codes)
+        elif "read_csv" in codes[0]:  # one uploaded file, asked other things
+            kind, shared = "csv", [set(re.findall(r"read_csv\([^)]*\)", code)) for code in codes]
+        else:  # the list (data = [...]) or the string (a string literal)
+            kind = "list or string"
+            shared = [set(re.findall(r"data = \[[^\]]*\]", code)) | set(re.findall(r'"(?:[^"\\]|\\.)+"', code))
+                      for code in codes]
+        assert set.intersection(*shared) - {'"aeiouAEIOU"'}, codes
         assert not any(near_newcomer(ex.messages[0].content, []) for ex in conv.exchanges)
+        kinds.add(kind)
+    assert kinds == {"plot", "csv", "list or string"}
 
 
 def test_a_deeper_model_grown_from_a_checkpoint_starts_as_the_same_function(tmp_path: Path) -> None:

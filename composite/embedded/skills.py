@@ -125,7 +125,8 @@ W_EN = _compose(
     ["weather ", "Weather ", "whats the weather ", "how is it outside ", "tell me todays weather ",
      "i want to know the weather ", "current weather ", "temperature right now ", "how warm is it today ",
      "is it raining ", "will it be sunny ", "give me the forecast ", "check weather "],
-    ["in ", "for ", "at ", "over in "], ["{c}"], ["", "?", " pls", " please", " thx", "??", " now", " today pls"],
+    ["in ", "for ", "at ", "over in "], ["{c}"], ["", "?", " pls", " please", " thx", "??", " now", " today pls", " rn",
+                                                   " these days", " this morning", " this week?", " at the moment"],
 ) + ["{c}?", "{c} weather", "weather: {c}", "how's {c} looking weather-wise?", "is {c} cold rn", "temp in {c}",
      "{c} temperature pls", "hows the weather {c}", "any rain in {c} today", "raining in {c}?",
      "I'm flying to {c} tonight, weather?", "what should I wear in {c} today?", "{c}: is it sunny?",
@@ -139,7 +140,8 @@ W_EN = _compose(
      "Is it nice out in {c}?", "What are the conditions like in {c} this afternoon?"]
 W_ZH = _compose(["", "请问", "帮忙", "麻烦查下", "我想知道"], ["{c}"], ["天气", "的天气如何", "天气好吗", "气温多少", "今天冷吗", "会下雨吗", "天气咋样"],
                 ["", "？", "。", "呀", "啊？"]) + ["查{c}天气", "{c}今天啥天气", "明天去{c}，天气咋样", "{c}热不热"] + _compose(
-    ["{c}"], ["", "今天", "现在", "晚上", "明早"], ["气温高吗？", "有雨吗？", "会下雪吗？", "暖和吗？", "刮风吗？", "晴天吗？"])
+    ["{c}"], ["", "今天", "现在", "晚上", "明早", "早上", "下午", "这几天", "周末"], ["气温高吗？", "有雨吗？", "会下雪吗？", "暖和吗？", "刮风吗？", "晴天吗？", "冷不冷",
+                                                                             "气温低吗？"])
 T_EN = _compose(
     ["time ", "Time ", "whats the time ", "what time is it ", "current time ", "local time ", "clock ", "tell me the time ",
      "what's the hour ", "hour right now "],
@@ -558,21 +560,27 @@ def _linear(rng: random.Random) -> tuple[str, str, str]:
     return spoken, expr, expr
 
 
-def ex_plot_function(rng: random.Random, split: str) -> Exchange:
-    zh = rng.random() < 0.25
-    if rng.random() < 0.2:
+def ex_plot_function(rng: random.Random, split: str, func: tuple[Any, ...] | None = None,
+                     span: tuple[int, int] | None = None, zh: bool | None = None) -> Exchange:
+    """A function plot; `func` (a FUNCS row), `span` (an x range the user states) and `zh` fix those choices
+    (contrast_exchanges asks several functions over the same range)."""
+    zh = rng.random() < 0.25 if zh is None else zh
+    if func is None and rng.random() < 0.2:
         spoken, expr, label = _linear(rng)
         lo, hi = -10, 10
     else:
-        en, cn, expr, label, (lo, hi) = rng.choice(FUNCS)
+        en, cn, expr, label, (lo, hi) = func or rng.choice(FUNCS)
         spoken = rng.choice(cn if zh else en)
     a, b = lo, hi
     rtext = ""
-    if rng.random() < 0.45:
-        a = rng.randint(lo, hi - 1) if lo >= 0 or expr in ("np.sqrt(x)",) else rng.randint(-10, 5)
-        if expr in ("np.log(x)", "1 / x", "np.sqrt(x)"):
-            a = max(a, 1)
-        b = a + rng.randint(1, 20)
+    if span is not None or rng.random() < 0.45:
+        if span is not None:
+            a, b = span
+        else:
+            a = rng.randint(lo, hi - 1) if lo >= 0 or expr in ("np.sqrt(x)",) else rng.randint(-10, 5)
+            if expr in ("np.log(x)", "1 / x", "np.sqrt(x)"):
+                a = max(a, 1)
+            b = a + rng.randint(1, 20)
         rtext = (rng.choice([f"，x 从 {a} 到 {b}", f" 在 {a} 到 {b} 之间", f"（{a} 到 {b}）"]) if zh else
                  rng.choice([f" from {a} to {b}", f" for x from {a} to {b}", f" between {a} and {b}", f" on [{a}, {b}]",
                              f" x={a}..{b}"]))
@@ -722,18 +730,31 @@ def preview_table(rng: random.Random, split: str, cols: list[str], rows: int) ->
     return head, f"({rows}, {len(cols)})\n{pd.DataFrame(head, columns=cols)}"
 
 
-def ex_csv_any(rng: random.Random, split: str) -> Exchange:
-    zh = rng.random() < 0.2
+def csv_table(rng: random.Random, split: str) -> tuple[str, list[str]]:
+    """A made-up uploaded file's name and columns: half of them made-up words, so that only the question
+    tells the model which column it is asked about."""
     fname = word(rng, split, 3, 9) + rng.choice([".csv", ".csv", "_data.csv", "2024.csv", "-export.csv", "_v2.csv"])
-    cols = rng.sample(data.CSV_COLUMNS + [word(rng, split, 3, 7) for _ in range(3)], rng.randint(2, 5))
-    col = rng.choice(cols)
-    op = rng.choice(list(CSV_FORMS_EN))
+    pool = data.CSV_COLUMNS + [word(rng, split, 3, 7) for _ in range(3)]
+    if rng.random() < 0.5:
+        pool = pool[:len(data.CSV_COLUMNS) // 2] + [word(rng, split, 3, 8) + rng.choice(["", "_c", "_kg", "_usd", "_id"])
+                                                    for _ in range(len(data.CSV_COLUMNS) // 2)]
+    return fname, rng.sample(pool, rng.randint(2, 5))
+
+
+def ex_csv_any(rng: random.Random, split: str, table: tuple[str, list[str]] | None = None, op: str | None = None,
+               col: str | None = None, zh: bool | None = None) -> Exchange:
+    """A question about an uploaded CSV; `table` (csv_table), `op`, `col` and `zh` fix those choices
+    (contrast_exchanges asks several of the same file, which is then never missing)."""
+    zh = rng.random() < 0.2 if zh is None else zh
+    fname, cols = table or csv_table(rng, split)
+    col = col or rng.choice(cols)
+    op = op or rng.choice(list(CSV_FORMS_EN))
     forms = CSV_FORMS_ZH[op] if zh else CSV_FORMS_EN[op]
     q = rng.choice(forms).format(f=fname, col=col)
     if not zh:
         q = rng.choice(CSV_OPENERS).format(f=fname) + q + rng.choice(["", "?", " please"])
         q = data.phrasing.dress(rng, q[0].upper() + q[1:], False)
-    missing = op in ("rows", "cols") and rng.random() < 0.15  # the user forgot to upload it
+    missing = table is None and op in ("rows", "cols") and rng.random() < 0.15  # the user forgot to upload it
     if not missing and rng.random() < UPLOAD_NOTE_SHARE:
         q = with_uploads(q, [fname])  # as the Code page asks right after an upload
     head = f"import pandas as pd\ndf = pd.read_csv(\"{fname}\")\n"
@@ -772,23 +793,38 @@ def ex_csv_any(rng: random.Random, split: str) -> Exchange:
     return _code_exchange(q, code, obs, answer, key, checkable=False)
 
 
-CODE_MAKERS = [(ex_stats_any, 0.22), (ex_string_any, 0.24), (ex_arith_words, 0.14), (ex_plot_function, 0.1),
-               (ex_chart, 0.12), (ex_csv_any, 0.13), (ex_out_of_skill, 0.09)]
+CODE_MAKERS = [(ex_stats_any, 0.22), (ex_string_any, 0.24), (ex_arith_words, 0.14), (ex_plot_function, 0.11),
+               (ex_chart, 0.16), (ex_csv_any, 0.17), (ex_out_of_skill, 0.1)]
 
 
 def contrast_exchanges(rng: random.Random, split: str) -> list[Exchange]:
-    """2-4 asks about the same list or string, each with another operation: only the operation's words tell
-    the answers apart, so the model must read them (not guess the op from the data's look)."""
+    """2-4 asks about the same data, each with another operation: a list or a string (another statistic or
+    string operation), an x range (another function to plot) or an uploaded CSV (another question, or
+    another column): only the request's words tell the answers apart, so the model must read them (not
+    guess the op from the data's look)."""
     k = rng.randint(2, 4)
-    if rng.random() < 0.55:
+    roll = rng.random()
+    if roll < 0.4:
         ops = rng.sample([o[0] for o in STAT_OPS], k)
         values = stat_values(rng, split)
         if "mode" in ops:
             values = with_mode(rng, values)
         return [ex_stats_any(rng, split, op, values) for op in ops]
-    text = _text(rng, split, "words")
-    ops = rng.sample([o for o in STR_OPS if o != "palindrome"], k)
-    return [ex_string_any(rng, split, op, text) for op in ops]
+    if roll < 0.7:
+        text = _text(rng, split, "words")
+        ops = rng.sample([o for o in STR_OPS if o != "palindrome"], k)
+        return [ex_string_any(rng, split, op, text) for op in ops]
+    zh = rng.random() < 0.2
+    if roll < 0.82:  # several functions over the same stated range
+        a = rng.randint(1, 5) if rng.random() < 0.5 else rng.randint(-10, -1)
+        span = (a, a + rng.randint(2, 20))
+        funcs = [f for f in FUNCS if span[0] >= 1 or f[2] not in ("np.log(x)", "1 / x", "np.sqrt(x)")]
+        return [ex_plot_function(rng, split, f, span, zh) for f in rng.sample(funcs, k)]
+    table = csv_table(rng, split)  # one uploaded file: other operations, or one operation on other columns
+    if rng.random() < 0.5 or len(table[1]) < k:
+        return [ex_csv_any(rng, split, table, op, zh=zh) for op in rng.sample(list(CSV_FORMS_EN), k)]
+    op = rng.choice(["mean", "max", "sum", "plot", "hist"])
+    return [ex_csv_any(rng, split, table, op, col, zh) for col in rng.sample(table[1], k)]
 
 
 def all_templates() -> list[str]:
