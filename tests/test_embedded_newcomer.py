@@ -93,6 +93,12 @@ def test_output_and_chart_checks_are_strict_enough() -> None:
     assert call_matches(city_case, "get_weather", {"city_name": "New York"})  # the service ignores case
     assert not call_matches(city_case, "get_weather", {"city_name": "New york city"})
     assert not call_matches(city_case, "get_weather", {"city_name": "New"})
+    # a final answer states the key value itself or, for a printed list, each item in order
+    assert newcomer.answer_states("84", "The result is 84.")
+    assert not newcomer.answer_states("84", "The result is 48.")
+    assert newcomer.answer_states("['name', 'age', 'score']", "students.csv has 3 columns: name, age, score.")
+    assert not newcomer.answer_states("['name', 'age', 'score']", "students.csv has 2 columns: name, score.")
+    assert not newcomer.answer_states("['name', 'age', 'score']", "columns: age, name, score")  # out of order
 
 
 def test_skeleton_keeps_the_request_and_drops_the_values() -> None:

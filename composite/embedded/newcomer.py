@@ -109,6 +109,24 @@ def chart_matches(code: str, must: list[str]) -> bool:
     return all(_squash(fragment) in body for fragment in must)
 
 
+def answer_states(key: str, answer: str) -> bool:
+    """Whether a final answer states the observation's key value: the value itself, or, for a printed list
+    (a CSV's columns), each of its items in order ("has 3 columns: name, age, score" states
+    "['name', 'age', 'score']")."""
+    if key in answer:
+        return True
+    if not (key.startswith("[") and key.endswith("]")):
+        return False
+    items = [item.strip().strip("'\"") for item in key[1:-1].split(",")]
+    at = 0
+    for item in items:
+        found = answer.find(item, at) if item else -1
+        if found < 0:
+            return False
+        at = found + len(item)
+    return True
+
+
 def weather_payload(city: str) -> dict[str, Any]:
     """A fixed observation per city, shaped like tools.builtin.get_weather's return value."""
     h = zlib.crc32(city.encode("utf-8"))
@@ -251,7 +269,7 @@ def run_newcomer_eval(model_dir: Path = MODEL_DIR, cases: list[NewcomerCase] | N
                 follow = messages + [ref, Message("observation", obs)]
                 ids2 = greedy(runtime, dialect.render(follow, tools=tools), stops, messages=follow)
                 answer = dialect.parse(ids2)[0]
-                row["answer_ok"] = answer.kind == "text" and key in answer.content
+                row["answer_ok"] = answer.kind == "text" and answer_states(key, answer.content)
                 row["answer"] = answer.content[:160]
             else:
                 row["answer_ok"] = None
