@@ -731,8 +731,9 @@ def preview_table(rng: random.Random, split: str, cols: list[str], rows: int) ->
 
 
 def csv_table(rng: random.Random, split: str) -> tuple[str, list[str]]:
-    """A made-up uploaded file's name and columns: half of them made-up words, so that only the question
-    tells the model which column it is asked about."""
+    """A made-up uploaded file's name and 2-5 columns, drawn from the usual names plus a few made-up words;
+    in half the tables half the pool is made-up words (some with a unit suffix: "_kg", "_usd"), so that only
+    the question tells the model which column it is asked about."""
     fname = word(rng, split, 3, 9) + rng.choice([".csv", ".csv", "_data.csv", "2024.csv", "-export.csv", "_v2.csv"])
     pool = data.CSV_COLUMNS + [word(rng, split, 3, 7) for _ in range(3)]
     if rng.random() < 0.5:
