@@ -547,6 +547,7 @@ FUNCS = [
     (["1/x", "one over x"], ["x的倒数"], "1 / x", "1/x", (1, 10)),
     (["abs(x)", "the absolute value of x", "|x|"], ["x的绝对值"], "np.abs(x)", "|x|", (-10, 10)),
 ]
+POSITIVE_X = ("np.log(x)", "1 / x", "np.sqrt(x)")  # FUNCS expressions plotted for x >= 1 only when a range is given
 FP_EN = _compose(["plot ", "graph ", "draw ", "show me a graph of ", "make a plot of ", "sketch ", "can you plot ", "chart "],
                  ["{f}", "y = {f}", "y={f}", "f(x) = {f}"], ["{r}"], ["", " please", " pls", "."])
 FP_ZH = _compose(["画", "画出", "画一下", "绘制", "帮我画"], ["{f}", "y = {f}", "函数 {f}"], ["{r}"], ["的图像", "的图", "的曲线", ""], ["", "。"])
@@ -571,16 +572,13 @@ def ex_plot_function(rng: random.Random, split: str, func: tuple[Any, ...] | Non
     else:
         en, cn, expr, label, (lo, hi) = func or rng.choice(FUNCS)
         spoken = rng.choice(cn if zh else en)
-    a, b = lo, hi
+    if span is None and rng.random() < 0.45:  # the user states a range
+        start = rng.randint(lo, hi - 1) if lo >= 0 or expr == "np.sqrt(x)" else rng.randint(-10, 5)
+        start = max(start, 1) if expr in POSITIVE_X else start
+        span = (start, start + rng.randint(1, 20))
+    a, b = span or (lo, hi)
     rtext = ""
-    if span is not None or rng.random() < 0.45:
-        if span is not None:
-            a, b = span
-        else:
-            a = rng.randint(lo, hi - 1) if lo >= 0 or expr in ("np.sqrt(x)",) else rng.randint(-10, 5)
-            if expr in ("np.log(x)", "1 / x", "np.sqrt(x)"):
-                a = max(a, 1)
-            b = a + rng.randint(1, 20)
+    if span is not None:
         rtext = (rng.choice([f"，x 从 {a} 到 {b}", f" 在 {a} 到 {b} 之间", f"（{a} 到 {b}）"]) if zh else
                  rng.choice([f" from {a} to {b}", f" for x from {a} to {b}", f" between {a} and {b}", f" on [{a}, {b}]",
                              f" x={a}..{b}"]))
@@ -819,7 +817,7 @@ def contrast_exchanges(rng: random.Random, split: str) -> list[Exchange]:
     if roll < 0.82:  # several functions over the same stated range
         a = rng.randint(1, 5) if rng.random() < 0.5 else rng.randint(-10, -1)
         span = (a, a + rng.randint(2, 20))
-        funcs = [f for f in FUNCS if span[0] >= 1 or f[2] not in ("np.log(x)", "1 / x", "np.sqrt(x)")]
+        funcs = [f for f in FUNCS if span[0] >= 1 or f[2] not in POSITIVE_X]
         return [ex_plot_function(rng, split, f, span, zh) for f in rng.sample(funcs, k)]
     table = csv_table(rng, split)  # one uploaded file: other operations, or one operation on other columns
     if rng.random() < 0.5 or len(table[1]) < k:

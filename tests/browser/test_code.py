@@ -65,7 +65,7 @@ def test_an_uploaded_csv_is_read_by_the_code(server, page, tmp_path):
     assert 'read_csv("pets.csv")' in text
     assert "(5, 3)" in text  # the shape of the uploaded table, printed by the kernel
     # and the answer names the file and its row count from the real pandas preview (stage 8 wrote "pets.csv has
-    # 5 rows and 3 columns"; stage 9 writes "pets.csv 有 5" and garbles the rest: see README's figures)
+    # 5 rows and 3 columns"; stages 9 and 10 write "pets.csv 有 5" and garble the rest: see README's figures)
     assert re.search(r"pets\.csv\D{0,6}5", text)
 
 
