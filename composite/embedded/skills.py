@@ -137,11 +137,13 @@ W_EN = _compose(
      "Any sunshine in {c}?", "Is there snow in {c}?", "Is it foggy over in {c}?", "Is it humid in {c} tonight?",
      "Is it stormy in {c}?", "How windy is {c}?", "Is {c} warm enough for shorts?", "Is it chilly in {c} this evening?",
      "Will it be hot in {c}?", "Is the sun out in {c}?", "Is it cloudy in {c} now?", "Temperature of {c}, please.",
-     "Is it nice out in {c}?", "What are the conditions like in {c} this afternoon?"]
+     "Is it nice out in {c}?", "What are the conditions like in {c} this afternoon?", "is it gonna rain over in {c}",
+     "Chance of rain in {c} tomorrow?", "Will there be showers in {c} later?", "Should I take an umbrella in {c}?"]
 W_ZH = _compose(["", "请问", "帮忙", "麻烦查下", "我想知道"], ["{c}"], ["天气", "的天气如何", "天气好吗", "气温多少", "今天冷吗", "会下雨吗", "天气咋样"],
                 ["", "？", "。", "呀", "啊？"]) + ["查{c}天气", "{c}今天啥天气", "明天去{c}，天气咋样", "{c}热不热"] + _compose(
     ["{c}"], ["", "今天", "现在", "晚上", "明早", "早上", "下午", "这几天", "周末"], ["气温高吗？", "有雨吗？", "会下雪吗？", "暖和吗？", "刮风吗？", "晴天吗？", "冷不冷",
-                                                                             "气温低吗？"])
+                                                                             "气温低吗？"]) + _compose(
+    ["{c}"], ["", "今天", "现在", "这两天"], ["是不是很冷", "是不是在下雨", "是不是很闷", "是不是降温了", "是不是晴天"], ["", "？", "啊"])
 T_EN = _compose(
     ["time ", "Time ", "whats the time ", "what time is it ", "current time ", "local time ", "clock ", "tell me the time ",
      "what's the hour ", "hour right now "],
@@ -169,10 +171,11 @@ CW_ZH = _compose(["", "请", "帮我", "请帮我"], ["算", "算下", "计算",
     "{q}等于几", "{q}=?", "{q} 是多少呀"]
 
 
-def word_arith(rng: random.Random, split: str, zh: bool) -> tuple[str, str]:
-    """(question text, Python/calculator expression) for arithmetic written in words or symbols."""
-    roll = rng.random()
-    a, b = _small_or_big(rng, split), _small_or_big(rng, split)
+def word_arith(rng: random.Random, split: str, zh: bool, pair: tuple[int, int] | None = None) -> tuple[str, str]:
+    """(question text, Python/calculator expression) for arithmetic written in words or symbols; `pair` fixes
+    the numbers and asks a two-number operation (a contrast conversation's asks)."""
+    roll = 0.0 if pair else rng.random()
+    a, b = pair or (_small_or_big(rng, split), _small_or_big(rng, split))
     if zh:
         if roll < 0.55:
             op = rng.choice("*/+-")
@@ -397,7 +400,13 @@ def stat_values(rng: random.Random, split: str) -> list[Any]:
     values = [number(rng, split, rng.choice([1, 2, 2, 3])) for _ in range(rng.randint(3, 9))]
     if rng.random() < 0.15:
         values = [v if rng.random() < 0.7 else -v for v in values]
-    return values
+    return with_repeats(rng, values) if rng.random() < 0.2 else values
+
+
+def with_repeats(rng: random.Random, values: list[Any]) -> list[Any]:
+    """Values as measured data often are: some repeated, often in order (so copying must keep each repeat)."""
+    values = values + [rng.choice(values) for _ in range(rng.randint(1, 3))]
+    return sorted(values) if rng.random() < 0.6 else values
 
 
 def with_mode(rng: random.Random, values: list[Any]) -> list[Any]:
@@ -409,9 +418,10 @@ def with_mode(rng: random.Random, values: list[Any]) -> list[Any]:
     return values
 
 
-def ex_stats_any(rng: random.Random, split: str, op: str | None = None, values: list[Any] | None = None) -> Exchange:
-    """A statistics question; op and values fix the operation and the list (a contrast conversation's asks)."""
-    zh = rng.random() < 0.25
+def ex_stats_any(rng: random.Random, split: str, op: str | None = None, values: list[Any] | None = None,
+                 zh: bool | None = None) -> Exchange:
+    """A statistics question; op, values and zh fix the operation, the list and the language (contrast asks)."""
+    zh = rng.random() < 0.25 if zh is None else zh
     name, en, cn, expr, label = rng.choice(STAT_OPS) if op is None else next(o for o in STAT_OPS if o[0] == op)
     values = stat_values(rng, split) if values is None else list(values)
     if name == "mode" and op is None:
@@ -453,7 +463,7 @@ STR_OPS = {  # op: (English forms, Chinese forms, code template over {s}; "{c}"/
                ["{w}有几个元音字母", "数一下{w}里的元音"], "print(sum(ch in \"aeiouAEIOU\" for ch in {s}))"),
     "replace": (["replace {c} with {r} in {w}", "in {w}, change every {c} to {r}", "swap {c} for {r} in {w}",
                  "substitute {r} for {c} in {w}", "change {c} to {r} in {w}", "{w}: swap every {c} for {r}",
-                 "turn the {c}s in {w} into {r}"],
+                 "turn the {c}s in {w} into {r}", "in {w}, make every {c} a {r}", "{w} with each {c} replaced by {r}"],
                 ["把{w}里的{c}换成{r}", "将{w}中的{c}替换为{r}"], "print({s}.replace({cq}, {rq}))"),
     "split": (["split {w} into words", "break {w} into a list of words", "split {w} on spaces", "tokenize {w} by whitespace"],
               ["把{w}按空格分开", "把{w}拆成单词列表"], "print({s}.split())"),
@@ -495,7 +505,9 @@ def ex_string_any(rng: random.Random, split: str, op: str | None = None, text: s
     en, cn, tmpl = STR_OPS[op]
     w = _text(rng, split, op) if text is None else text
     c = rng.choice([ch for ch in w if ch != " "])
-    r = rng.choice(data.LETTERS) if rng.random() < 0.7 else word(rng, split, 1, 3)
+    r = rng.choice(data.LETTERS + "0123456789") if rng.random() < 0.7 else word(rng, split, 1, 3)
+    if op == "replace" and " " in w and rng.random() < 0.4:  # a word for a word: "replace 'cat' with 'dog'"
+        c, r = rng.choice(w.split()), word(rng, split, 2, 6)
     quoted = _quote(rng, w, zh)
     if " " in w and quoted == w:
         quoted = f"'{w}'"
@@ -519,9 +531,10 @@ ARW_ZH = _compose(["", "请", "帮我", "用代码"], ["算", "计算", "求"], 
     "{q}等于几", "{q}是多少", "{q}=?"]
 
 
-def ex_arith_words(rng: random.Random, split: str) -> Exchange:
-    zh = rng.random() < 0.3
-    text, e = word_arith(rng, split, zh)
+def ex_arith_words(rng: random.Random, split: str, pair: tuple[int, int] | None = None, zh: bool | None = None) -> Exchange:
+    """Arithmetic in words for the interpreter; `pair` and `zh` fix the numbers and the language (contrast asks)."""
+    zh = rng.random() < 0.4 if zh is None else zh
+    text, e = word_arith(rng, split, zh, pair)
     q = _pick(rng, ARW_ZH if zh else ARW_EN, zh).format(q=text)
     q = q[0].upper() + q[1:] if not zh and rng.random() < 0.5 else q
     e = e.replace("sqrt(", "math.sqrt(")
@@ -607,6 +620,16 @@ def _labels(rng: random.Random, split: str, n: int) -> list[str]:
     return out
 
 
+def _zh_labels(rng: random.Random, n: int) -> list[str]:
+    """n different Chinese category names of 1-3 characters (fruit, weekdays, teams: what a Chinese chart names)."""
+    out: list[str] = []
+    while len(out) < n:
+        w = "".join(rng.choice(data.CJK) for _ in range(rng.choice([1, 2, 2, 2, 3])))
+        if w not in out:
+            out.append(w)
+    return out
+
+
 def _title_opts(rng: random.Random, split: str, zh: bool) -> tuple[str, str]:
     """(phrase the user adds, title) — a user-given title or ''."""
     if rng.random() < 0.35:
@@ -626,7 +649,8 @@ CH_EN = {
     "scatter": ["scatter plot of {d}", "scatter the points {d}", "scatter chart of {d}", "dot plot of the points {d}"],
     "hist": ["histogram of {d}", "a histogram for {d}", "distribution histogram of {d}", "hist of {d}"],
 }
-CH_ZH = {"bar": ["画{d}的柱状图", "柱状图：{d}", "用条形图显示{d}"], "pie": ["画{d}的饼图", "饼图：{d}"],
+CH_ZH = {"bar": ["画{d}的柱状图", "柱状图：{d}", "用条形图显示{d}", "帮我做个柱状图，数据是{d}", "条形图 {d}"],
+         "pie": ["画{d}的饼图", "饼图：{d}", "做一个饼图，{d}"],
          "line": ["画出点{d}的折线图", "折线图：{d}"], "scatter": ["画点{d}的散点图", "散点图：{d}"],
          "hist": ["画{d}的直方图", "直方图：{d}"]}
 CH_VERB_EN = ["", "make a ", "draw a ", "create a ", "plot a ", "can you make a ", "i want a ", "show a ", "please draw a "]
@@ -641,11 +665,11 @@ def ex_chart(rng: random.Random, split: str) -> Exchange:
     n = rng.randint(2, 6)
     lines = ["import matplotlib.pyplot as plt"]
     if kind in ("bar", "pie"):
-        labels = _labels(rng, split, n)
+        labels = _zh_labels(rng, n) if zh and rng.random() < 0.6 else _labels(rng, split, n)
         values = [number(rng, split, rng.choice([1, 2, 2, 3])) for _ in range(n)]
-        sep = rng.choice([" ", ": ", "=", " - "])
+        sep = rng.choice([" ", ": ", "=", " - "] + (["：", ""] if zh else []))
         items = [f"{lab}{sep}{v}" for lab, v in zip(labels, values)]
-        d = (", " if rng.random() < 0.7 else " and " if n == 2 else "; ").join(items)
+        d = (rng.choice(["，", "、", ", "]) if zh else ", " if rng.random() < 0.7 else " and " if n == 2 else "; ").join(items)
         if rng.random() < 0.3 and n > 2:
             d = ", ".join(items[:-1]) + " and " + items[-1]
         lines += [f"labels = {json.dumps(labels, ensure_ascii=False)}", f"values = [{', '.join(map(str, values))}]"]
@@ -664,6 +688,7 @@ def ex_chart(rng: random.Random, split: str) -> Exchange:
         key = title
     else:
         values = [number(rng, split, rng.choice([1, 2])) for _ in range(rng.randint(6, 14))]
+        values = with_repeats(rng, values) if rng.random() < 0.5 else values
         d = _listing(rng, values)
         lines += [f"data = [{', '.join(map(str, values))}]", "plt.hist(data, bins=\"auto\")"]
         key = title
@@ -686,7 +711,8 @@ def ex_chart(rng: random.Random, split: str) -> Exchange:
 
 CSV_FORMS_EN = {
     "rows": ["how many rows are in {f}", "row count of {f}?", "{f}: number of rows", "how many records does {f} have",
-             "how many lines of data in {f}"],
+             "how many lines of data in {f}", "how many entries are in {f}", "count the rows in {f}",
+             "number of records in {f}?", "{f} - how many rows?", "what's the row count for {f}"],
     "cols": ["what columns does {f} have", "list the columns of {f}", "column names in {f}?", "which fields are in {f}"],
     "mean": ["mean of the {col} column in {f}", "average {col} in {f}?", "what's the average {col} in {f}",
              "in {f}, what is the mean {col}"],
@@ -697,7 +723,8 @@ CSV_FORMS_EN = {
     "preview": ["show me the top of {f}", "preview {f}", "what's inside {f}", "give me a quick look at {f}",
                 "print the head of {f}", "first few lines of {f}", "take a look at {f}"],
 }
-CSV_FORMS_ZH = {"rows": ["{f}有多少行", "{f}一共几行数据", "{f}总共有几行？"], "cols": ["{f}有哪些列", "列出{f}的列名"],
+CSV_FORMS_ZH = {"rows": ["{f}有多少行", "{f}一共几行数据", "{f}总共有几行？", "{f}一共有多少条记录", "{f}里有几条数据",
+                         "数一下{f}有多少行"], "cols": ["{f}有哪些列", "列出{f}的列名"],
                 "mean": ["{f}里{col}列的平均值", "求{f}中{col}的平均数"], "max": ["{f}里{col}的最大值"],
                 "sum": ["{f}中{col}的总和"], "plot": ["画出{f}的{col}列", "把{f}的{col}画成折线图"],
                 "hist": ["画{f}中{col}的直方图"], "preview": ["看看{f}的前几行", "预览一下{f}", "{f}里都有什么"]}
@@ -792,23 +819,28 @@ def ex_csv_any(rng: random.Random, split: str, table: tuple[str, list[str]] | No
     return _code_exchange(q, code, obs, answer, key, checkable=False)
 
 
-CODE_MAKERS = [(ex_stats_any, 0.22), (ex_string_any, 0.24), (ex_arith_words, 0.14), (ex_plot_function, 0.11),
+CODE_MAKERS = [(ex_stats_any, 0.22), (ex_string_any, 0.24), (ex_arith_words, 0.16), (ex_plot_function, 0.11),
                (ex_chart, 0.16), (ex_csv_any, 0.17), (ex_out_of_skill, 0.1)]
 
 
 def contrast_exchanges(rng: random.Random, split: str) -> list[Exchange]:
     """2-4 asks about the same data, each with another operation: a list or a string (another statistic or
-    string operation), an x range (another function to plot) or an uploaded CSV (another question, or
+    string operation), two numbers (arithmetic in words, then a statistic of the two), an x range (another function to plot) or an uploaded CSV (another question, or
     another column): only the request's words tell the answers apart, so the model must read them (not
     guess the op from the data's look)."""
     k = rng.randint(2, 4)
     roll = rng.random()
-    if roll < 0.4:
+    if roll < 0.36:
         ops = rng.sample([o[0] for o in STAT_OPS], k)
         values = stat_values(rng, split)
         if "mode" in ops:
             values = with_mode(rng, values)
         return [ex_stats_any(rng, split, op, values) for op in ops]
+    if roll < 0.48:  # the same two numbers: arithmetic ("3600 除以 24") or a statistic of them
+        zh = rng.random() < 0.5
+        pair = (_small_or_big(rng, split), _small_or_big(rng, split))
+        asks = [ex_arith_words(rng, split, pair, zh) for _ in range(k - 1)]
+        return asks + [ex_stats_any(rng, split, rng.choice(["sum", "mean", "max", "min"]), list(pair), zh)]
     if roll < 0.7:
         text = _text(rng, split, "words")
         ops = rng.sample([o for o in STR_OPS if o != "palindrome"], k)
