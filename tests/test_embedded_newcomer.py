@@ -223,9 +223,6 @@ def test_newcomer_report_has_every_skill(newcomer_report: dict) -> None:
     assert newcomer_report["cases"] == len(SKILLS)
 
 
-NEWCOMER_SHORTFALL = pytest.mark.xfail(strict=True, reason="the committed embedded model misses the newcomer target (README)")
-
-
-@NEWCOMER_SHORTFALL
 def test_newcomer_subset_meets_the_target(newcomer_report: dict) -> None:
+    """One prompt per skill; stage 11 gets all 9 (the whole set: 87.0 %, short of the target, README)."""
     assert newcomer_report["overall"] >= newcomer.TARGET_OVERALL, newcomer_report["failures"]

@@ -55,6 +55,38 @@ def test_fine_tuning_records_the_run_it_started_from(tmp_path: Path) -> None:
     assert facts["earlier_stages"][0]["steps"] == 3 and facts["train_config"]["lr"] == 0.0001
 
 
+def test_averaging_two_exported_models_mixes_their_weights_and_records_it(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from composite.embedded.__main__ import main
+    from composite.embedded.train import average, export
+
+    _train(tmp_path / "a")
+    _train(tmp_path / "b", "--seed", "5")
+    first, second = export(tmp_path / "a", tmp_path / "A"), export(tmp_path / "b", tmp_path / "B")
+    assert main(["average", "--first", str(first), "--second", str(second), "--weight", "0.25",
+                 "--out", str(tmp_path / "mix")]) == 0
+    a, b = load_file(str(first / "model.safetensors")), load_file(str(second / "model.safetensors"))
+    mix = load_file(str(tmp_path / "mix" / "model.safetensors"))
+    assert mix.keys() == a.keys()
+    for name in a:
+        want = 0.75 * a[name].float() + 0.25 * b[name].float()
+        assert mix[name].dtype == a[name].dtype and (mix[name].float() - want).abs().max() <= 1e-3 * (1 + want.abs().max())
+    assert not (mix["lm_head.weight"] == a["lm_head.weight"]).all()
+    facts = json.loads((tmp_path / "mix" / "training.json").read_text())
+    assert facts["train_config"]["seed"] == 5 and facts["averaged_with"]["weight_of_this_run"] == 0.25
+    assert facts["averaged_with"]["train_config"]["seed"] != 5
+    assert (tmp_path / "mix" / "tokenizer.model").read_bytes() == (second / "tokenizer.model").read_bytes()
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        average(first, second, 1.0, tmp_path / "bad")
+    with pytest.raises(ConfigError, match="not an exported model folder"):
+        average(first, tmp_path / "b", 0.5, tmp_path / "bad")
+    _train(tmp_path / "c", "--hidden", "48")
+    with pytest.raises(ConfigError, match="differ in shape"):
+        average(first, export(tmp_path / "c", tmp_path / "C"), 0.5, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()  # nothing written on a refused average
+
+
 def test_fine_tuning_from_a_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     from composite.embedded.train import TrainConfig, train
 
@@ -150,8 +182,8 @@ def test_tool_conversations_under_other_prompts_always_list_the_tools_they_call(
 
 
 def test_contrast_conversations_ask_other_operations_of_the_same_data() -> None:
-    """Each conversation reuses one list, string, x range or uploaded file; the operations (so the code and
-    the results) all differ."""
+    """Each conversation reuses one list, string, pair of numbers, x range or uploaded file; the operations (so
+    the code and the results) all differ."""
     from composite.embedded.newcomer import near_newcomer
 
     rng = random.Random(11)
@@ -160,12 +192,17 @@ def test_contrast_conversations_ask_other_operations_of_the_same_data() -> None:
         conv = data.sample_contrast_conversation(rng)
         assert conv.mode == "code" and 2 <= len(conv.exchanges) <= 4
         codes = [ex.messages[1].content for ex in conv.exchanges]
-        assert len(set(codes)) == len(codes)  # another operation each time
+        arithmetic = "data = " not in codes[0] and '"' not in codes[0]  # two numbers: arithmetic, then a statistic
+        # another operation each time (the arithmetic asks may repeat an operator in other words)
+        assert len(set(codes)) == len(codes) or arithmetic and codes[-1] not in codes[:-1]
         if "np.linspace" in codes[0]:  # function plots: the same range, other functions
             kind, shared = "plot", [set(re.findall(r"np\.linspace\([^)]*\)", code)) for code in codes]
             assert len({re.search(r"plt\.plot\(x, (.*)\)", code).group(1) for code in codes}) == len(codes)
         elif "read_csv" in codes[0]:  # one uploaded file, asked other things
             kind, shared = "csv", [set(re.findall(r"read_csv\([^)]*\)", code)) for code in codes]
+        elif arithmetic:
+            kind, shared = "numbers", [set(re.findall(r"\d+", code)) for code in codes]
+            assert "data = [" in codes[-1] and all("data" not in code for code in codes[:-1])
         else:  # the list (data = [...]) or the string (a string literal)
             kind = "list or string"
             shared = [set(re.findall(r"data = \[[^\]]*\]", code)) | set(re.findall(r'"(?:[^"\\]|\\.)+"', code))
@@ -173,7 +210,7 @@ def test_contrast_conversations_ask_other_operations_of_the_same_data() -> None:
         assert set.intersection(*shared) - {'"aeiouAEIOU"'}, codes
         assert not any(near_newcomer(ex.messages[0].content, []) for ex in conv.exchanges)
         kinds.add(kind)
-    assert kinds == {"plot", "csv", "list or string"}
+    assert kinds == {"plot", "csv", "numbers", "list or string"}
 
 
 def test_a_deeper_model_grown_from_a_checkpoint_starts_as_the_same_function(tmp_path: Path) -> None:

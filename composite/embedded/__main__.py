@@ -1,6 +1,7 @@
-"""Command line: `python -m composite.embedded train|export|eval|bench` for the embedded model.
+"""Command line: `python -m composite.embedded train|export|average|eval|bench` for the embedded model.
 
-train reproduces the model from scratch (resumable from --workdir), export writes model/ from a checkpoint.
+train reproduces the model from scratch (resumable from --workdir), export writes model/ from a checkpoint,
+average writes model/ as a weighted average of two exported models.
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ def _export(args: argparse.Namespace) -> int:
     from .train import export
 
     print(f"exported: {export(Path(args.workdir), Path(args.out))}")
+    return 0
+
+
+def _average(args: argparse.Namespace) -> int:
+    from .train import average
+
+    print(f"averaged: {average(Path(args.first), Path(args.second), args.weight, Path(args.out))}")
     return 0
 
 
@@ -77,6 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
     p.add_argument("--out", default=str(MODEL_DIR))
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("average", help="write --out as (1 - weight) * first + weight * second (two exported models)")
+    p.add_argument("--first", default=str(MODEL_DIR), help="an exported model folder (default %(default)s)")
+    p.add_argument("--second", required=True, help="an exported model folder of the same shape and tokenizer")
+    p.add_argument("--weight", type=float, default=0.5, help="the second model's share (default %(default)s)")
+    p.add_argument("--out", default=str(MODEL_DIR))
+    p.set_defaults(func=_average)
 
     p = sub.add_parser("eval", help="accuracy on held-out cases")
     p.add_argument("--cases", type=int, default=200)

@@ -621,7 +621,7 @@ def _labels(rng: random.Random, split: str, n: int) -> list[str]:
 
 
 def _zh_labels(rng: random.Random, n: int) -> list[str]:
-    """n different Chinese category names of 1-3 characters (fruit, weekdays, teams: what a Chinese chart names)."""
+    """n different made-up Chinese category names of 1-3 common characters (as "苹果", "周一" label a chart)."""
     out: list[str] = []
     while len(out) < n:
         w = "".join(rng.choice(data.CJK) for _ in range(rng.choice([1, 2, 2, 2, 3])))
@@ -825,7 +825,8 @@ CODE_MAKERS = [(ex_stats_any, 0.22), (ex_string_any, 0.24), (ex_arith_words, 0.1
 
 def contrast_exchanges(rng: random.Random, split: str) -> list[Exchange]:
     """2-4 asks about the same data, each with another operation: a list or a string (another statistic or
-    string operation), two numbers (arithmetic in words, then a statistic of the two), an x range (another function to plot) or an uploaded CSV (another question, or
+    string operation), two numbers (1-3 arithmetic asks in words, an operator may come twice, then a
+    statistic of the two), an x range (another function to plot) or an uploaded CSV (another question, or
     another column): only the request's words tell the answers apart, so the model must read them (not
     guess the op from the data's look)."""
     k = rng.randint(2, 4)

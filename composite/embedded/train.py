@@ -355,7 +355,10 @@ def train(workdir: Path, cfg: TrainConfig, progress: bool = True) -> Path:
     elif cfg.init_from and Path(cfg.init_from).is_dir():
         model.load_state_dict(grow_layers(_exported_state(Path(cfg.init_from)), model.state_dict()))
         facts = json.loads((Path(cfg.init_from) / "training.json").read_text())
-        stages = facts.get("earlier_stages", []) + [{"steps": facts["trained_steps"], "config": facts["train_config"]}]
+        stage = {"steps": facts["trained_steps"], "config": facts["train_config"]}
+        if "averaged_with" in facts:
+            stage["averaged_with"] = facts["averaged_with"]
+        stages = facts.get("earlier_stages", []) + [stage]
     elif cfg.init_from:
         source = Path(cfg.init_from)
         if not source.is_file():
@@ -440,14 +443,45 @@ def grow_layers(source: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]
     return grown
 
 
-def _exported_state(folder: Path) -> dict[str, Any]:
-    """Float32 weights of an exported model folder (model.safetensors + training.json), for fine-tuning."""
+def _exported_state(folder: Path, role: str = "init_from") -> dict[str, Any]:
+    """Float32 weights of an exported model folder (model.safetensors + training.json), for fine-tuning or
+    averaging (`role` names the option in the error)."""
     from safetensors.torch import load_file
 
     weights = folder / "model.safetensors"
     if not weights.is_file() or not (folder / "training.json").is_file():
-        raise ConfigError(f"init_from: {folder} is not an exported model folder (expected model.safetensors and training.json)")
+        raise ConfigError(f"{role}: {folder} is not an exported model folder (expected model.safetensors and training.json)")
     return {name: tensor.float() for name, tensor in load_file(str(weights)).items()}
+
+
+def average(first: Path, second: Path, weight: float, out_dir: Path = MODEL_DIR) -> Path:
+    """Write (1 - weight) * first + weight * second as a model folder: two exported models of one shape and
+    tokenizer, usually a committed model and a fine-tune of it (a fine-tune forgets some of what its start
+    knew; the average keeps both). The folder is the second's (its config, tokenizer, training facts) with
+    the averaging recorded in training.json; out_dir may be either input."""
+    from safetensors.torch import save_file
+
+    if not 0.0 < weight < 1.0:
+        raise ConfigError(f"average: weight must be between 0 and 1 (exclusive), got {weight}")
+    a, b = _exported_state(first, "average"), _exported_state(second, "average")
+    if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
+        raise ConfigError(f"average: {first} and {second} differ in shape; only models of one shape can be averaged")
+    if (first / "tokenizer.model").read_bytes() != (second / "tokenizer.model").read_bytes():
+        raise ConfigError(f"average: {first} and {second} have different tokenizers")
+    facts_a = json.loads((first / "training.json").read_text())
+    facts_b = json.loads((second / "training.json").read_text())
+    files = {name: (second / name).read_bytes() for name in ("config.json", "tokenizer.model", "composite.json")}
+    mixed = {k: ((1.0 - weight) * a[k] + weight * b[k]).half().contiguous() for k in a}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("*.safetensors"):
+        old.unlink()
+    save_file(mixed, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    for name, blob in files.items():
+        (out_dir / name).write_bytes(blob)
+    facts_b["averaged_with"] = {"weight_of_this_run": weight, "trained_steps": facts_a["trained_steps"],
+                                "train_config": facts_a["train_config"]}
+    (out_dir / "training.json").write_text(json.dumps(facts_b, indent=2) + "\n")
+    return out_dir
 
 
 def export(workdir: Path, out_dir: Path = MODEL_DIR) -> Path:
