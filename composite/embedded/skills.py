@@ -671,7 +671,7 @@ def ex_chart(rng: random.Random, split: str) -> Exchange:
         items = [f"{lab}{sep}{v}" for lab, v in zip(labels, values)]
         d = (rng.choice(["，", "、", ", "]) if zh else ", " if rng.random() < 0.7 else " and " if n == 2 else "; ").join(items)
         if rng.random() < 0.3 and n > 2:
-            d = ", ".join(items[:-1]) + " and " + items[-1]
+            d = ("，".join(items[:-1]) + "和" + items[-1]) if zh else ", ".join(items[:-1]) + " and " + items[-1]
         lines += [f"labels = {json.dumps(labels, ensure_ascii=False)}", f"values = [{', '.join(map(str, values))}]"]
         lines.append("plt.bar(labels, values)" if kind == "bar" else "plt.pie(values, labels=labels, autopct=\"%1.1f%%\")")
         key = labels[0]
