@@ -609,22 +609,17 @@ LABEL_WORDS = ["apples", "pears", "plums", "Mon", "Tue", "Wed", "Thu", "Fri", "J
                "green", "cats", "dogs", "north", "south", "east", "west", "tea", "coffee", "Q1", "Q2", "Q3", "Q4"]
 
 
-def _labels(rng: random.Random, split: str, n: int) -> list[str]:
+def _labels(rng: random.Random, split: str, n: int, zh: bool = False) -> list[str]:
+    """n different chart labels: English words (some common, some made up), or with `zh` made-up Chinese
+    category names of 1-3 common characters (as "苹果", "周一" label a chart)."""
     out: list[str] = []
     while len(out) < n:
-        w = rng.choice(LABEL_WORDS) if rng.random() < 0.3 else word(rng, split, 2, 8)
-        if rng.random() < 0.3:
-            w = w.capitalize()
-        if w not in out:
-            out.append(w)
-    return out
-
-
-def _zh_labels(rng: random.Random, n: int) -> list[str]:
-    """n different made-up Chinese category names of 1-3 common characters (as "苹果", "周一" label a chart)."""
-    out: list[str] = []
-    while len(out) < n:
-        w = "".join(rng.choice(data.CJK) for _ in range(rng.choice([1, 2, 2, 2, 3])))
+        if zh:
+            w = "".join(rng.choice(data.CJK) for _ in range(rng.choice([1, 2, 2, 2, 3])))
+        else:
+            w = rng.choice(LABEL_WORDS) if rng.random() < 0.3 else word(rng, split, 2, 8)
+            if rng.random() < 0.3:
+                w = w.capitalize()
         if w not in out:
             out.append(w)
     return out
@@ -665,7 +660,7 @@ def ex_chart(rng: random.Random, split: str) -> Exchange:
     n = rng.randint(2, 6)
     lines = ["import matplotlib.pyplot as plt"]
     if kind in ("bar", "pie"):
-        labels = _zh_labels(rng, n) if zh and rng.random() < 0.6 else _labels(rng, split, n)
+        labels = _labels(rng, split, n, zh and rng.random() < 0.6)
         values = [number(rng, split, rng.choice([1, 2, 2, 3])) for _ in range(n)]
         sep = rng.choice([" ", ": ", "=", " - "] + (["：", ""] if zh else []))
         items = [f"{lab}{sep}{v}" for lab, v in zip(labels, values)]

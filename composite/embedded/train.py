@@ -466,11 +466,11 @@ def average(first: Path, second: Path, weight: float, out_dir: Path = MODEL_DIR)
     a, b = _exported_state(first, "average"), _exported_state(second, "average")
     if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
         raise ConfigError(f"average: {first} and {second} differ in shape; only models of one shape can be averaged")
-    if (first / "tokenizer.model").read_bytes() != (second / "tokenizer.model").read_bytes():
+    files = {name: (second / name).read_bytes() for name in ("config.json", "tokenizer.model", "composite.json")}
+    if (first / "tokenizer.model").read_bytes() != files["tokenizer.model"]:
         raise ConfigError(f"average: {first} and {second} have different tokenizers")
     facts_a = json.loads((first / "training.json").read_text())
     facts_b = json.loads((second / "training.json").read_text())
-    files = {name: (second / name).read_bytes() for name in ("config.json", "tokenizer.model", "composite.json")}
     mixed = {k: ((1.0 - weight) * a[k] + weight * b[k]).half().contiguous() for k in a}
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("*.safetensors"):
