@@ -182,8 +182,8 @@ def test_tool_conversations_under_other_prompts_always_list_the_tools_they_call(
 
 
 def test_contrast_conversations_ask_other_operations_of_the_same_data() -> None:
-    """Each conversation reuses one list, string, pair of numbers, x range or uploaded file; the operations (so
-    the code and the results) all differ."""
+    """Each conversation reuses one list, string, pair of numbers, written-out expression's numbers, x range or
+    uploaded file; the operations (so the code and the results) all differ."""
     from composite.embedded.newcomer import near_newcomer
 
     rng = random.Random(11)
@@ -192,7 +192,8 @@ def test_contrast_conversations_ask_other_operations_of_the_same_data() -> None:
         conv = data.sample_contrast_conversation(rng)
         assert conv.mode == "code" and 2 <= len(conv.exchanges) <= 4
         codes = [ex.messages[1].content for ex in conv.exchanges]
-        arithmetic = "data = " not in codes[0] and '"' not in codes[0]  # two numbers: arithmetic, then a statistic
+        plain = [code for code in codes if "data = " not in code and '"' not in code]  # arithmetic: print(a op b)
+        arithmetic = bool(plain) and plain[0] == codes[0] and len(plain) == len(codes) - 1  # then one statistic
         # another operation each time (the arithmetic asks may repeat an operator in other words)
         assert len(set(codes)) == len(codes) or arithmetic and codes[-1] not in codes[:-1]
         if "np.linspace" in codes[0]:  # function plots: the same range, other functions
@@ -200,9 +201,16 @@ def test_contrast_conversations_ask_other_operations_of_the_same_data() -> None:
             assert len({re.search(r"plt\.plot\(x, (.*)\)", code).group(1) for code in codes}) == len(codes)
         elif "read_csv" in codes[0]:  # one uploaded file, asked other things
             kind, shared = "csv", [set(re.findall(r"read_csv\([^)]*\)", code)) for code in codes]
-        elif arithmetic:
+        elif arithmetic and (len(codes) > 2 or not re.search(r"\d[+*/%-]|[+*/%-] ?\d+ ?[+*/%-]", codes[0])):
             kind, shared = "numbers", [set(re.findall(r"\d+", code)) for code in codes]
             assert "data = [" in codes[-1] and all("data" not in code for code in codes[:-1])
+        elif len(plain) == 1:  # a Chinese written-out expression, and statistics of exactly its numbers
+            kind = "expression"
+            question = conv.exchanges[codes.index(plain[0])].messages[0].content
+            numbers = re.findall(r"\d+(?:\.\d+)?", plain[0])
+            assert re.search(r"[\u4e00-\u9fff]", question) and all(n in question for n in numbers), question
+            shared = [{", ".join(numbers)} if code == plain[0] else set(re.findall(r"data = \[([^\]]*)\]", code))
+                      for code in codes]
         else:  # the list (data = [...]) or the string (a string literal)
             kind = "list or string"
             shared = [set(re.findall(r"data = \[[^\]]*\]", code)) | set(re.findall(r'"(?:[^"\\]|\\.)+"', code))
@@ -210,7 +218,7 @@ def test_contrast_conversations_ask_other_operations_of_the_same_data() -> None:
         assert set.intersection(*shared) - {'"aeiouAEIOU"'}, codes
         assert not any(near_newcomer(ex.messages[0].content, []) for ex in conv.exchanges)
         kinds.add(kind)
-    assert kinds == {"plot", "csv", "numbers", "list or string"}
+    assert kinds == {"plot", "csv", "numbers", "expression", "list or string"}
 
 
 def test_a_deeper_model_grown_from_a_checkpoint_starts_as_the_same_function(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import statistics
 from datetime import UTC, datetime
 from functools import cache
@@ -547,6 +548,31 @@ def ex_arith_words(rng: random.Random, split: str, pair: tuple[int, int] | None 
     return _code_exchange(q, code, out, answer, out)
 
 
+# Chinese asks about a written-out expression ("3 - 5 * 2的值是多少？"): the "…的X是多少" shape is also how a
+# statistic of a list is asked, so these teach that operators between the numbers mean arithmetic. Kept at
+# least 3 characters from data.py's held-out Chinese arithmetic phrasing (phrasing.far_from).
+EXPR_ZH = data.phrasing.far_from(
+    ["{e}的值是多少？", "{e}的值是多少", "{e}的答案是什么？", "{e}的值等于多少？", "{e}算出来是多少？", "{e}得多少？",
+     "请问{e}等于多少？", "{e}的计算结果", "{e}这个算式的结果是多少？", "算式{e}的值是多少？", "{e}的得数是几？",
+     "{e}等于几呢？", "帮我用Python算{e}的值", "{e}的运算结果是？", "求{e}的值。", "用代码求{e}的结果", "{e}最后得多少？"],
+    data.ARITH_Q_ZH[-1:], True)
+
+
+def ex_expression_zh(rng: random.Random, split: str, e: str) -> Exchange:
+    """A symbolic expression (data.expression's kind) asked in Chinese, answered as data.ex_arith answers."""
+    q = _pick(rng, EXPR_ZH, True).format(e=e)
+    code = f"print({e})"
+    out = _run(code).strip()
+    if "Error" in out:
+        return _code_exchange(q, code, out, f"代码出错：{out}", out.split(":")[0], checkable=False)
+    return _code_exchange(q, code, out, f"结果是 {out}。", out)
+
+
+def expression_numbers(e: str) -> list[Any]:
+    """The numbers written in an expression, as ints or floats, in order."""
+    return [float(n) if "." in n else int(n) for n in re.findall(r"\d+(?:\.\d+)?", e)]
+
+
 # function plots: (how people say it, numpy expression, title label, default x range)
 FUNCS = [
     (["x squared", "x^2", "x**2", "x²", "the square of x", "a parabola"], ["x的平方", "x²", "x^2", "抛物线 y=x^2"], "x**2", "x^2", (-10, 10)),
@@ -719,7 +745,8 @@ CSV_FORMS_EN = {
                 "print the head of {f}", "first few lines of {f}", "take a look at {f}"],
 }
 CSV_FORMS_ZH = {"rows": ["{f}有多少行", "{f}一共几行数据", "{f}总共有几行？", "{f}一共有多少条记录", "{f}里有几条数据",
-                         "数一下{f}有多少行"], "cols": ["{f}有哪些列", "列出{f}的列名"],
+                         "数一下{f}有多少行", "{f}有几行", "{f}的行数是多少", "{f}共有多少行数据？", "{f}里面有多少行呀",
+                         "告诉我{f}的行数"], "cols": ["{f}有哪些列", "列出{f}的列名"],
                 "mean": ["{f}里{col}列的平均值", "求{f}中{col}的平均数"], "max": ["{f}里{col}的最大值"],
                 "sum": ["{f}中{col}的总和"], "plot": ["画出{f}的{col}列", "把{f}的{col}画成折线图"],
                 "hist": ["画{f}中{col}的直方图"], "preview": ["看看{f}的前几行", "预览一下{f}", "{f}里都有什么"]}
@@ -752,11 +779,11 @@ def preview_table(rng: random.Random, split: str, cols: list[str], rows: int) ->
 
 def csv_table(rng: random.Random, split: str) -> tuple[str, list[str]]:
     """A made-up uploaded file's name and 2-5 columns, drawn from the usual names plus a few made-up words;
-    in half the tables half the pool is made-up words (some with a unit suffix: "_kg", "_usd"), so that only
+    in three tables of four half the pool is made-up words (some with a unit suffix: "_kg", "_usd"), so that only
     the question tells the model which column it is asked about."""
     fname = word(rng, split, 3, 9) + rng.choice([".csv", ".csv", "_data.csv", "2024.csv", "-export.csv", "_v2.csv"])
     pool = data.CSV_COLUMNS + [word(rng, split, 3, 7) for _ in range(3)]
-    if rng.random() < 0.5:
+    if rng.random() < 0.75:
         pool = pool[:len(data.CSV_COLUMNS) // 2] + [word(rng, split, 3, 8) + rng.choice(["", "_c", "_kg", "_usd", "_id"])
                                                     for _ in range(len(data.CSV_COLUMNS) // 2)]
     return fname, rng.sample(pool, rng.randint(2, 5))
@@ -768,13 +795,14 @@ def ex_csv_any(rng: random.Random, split: str, table: tuple[str, list[str]] | No
     (contrast_exchanges asks several of the same file, which is then never missing)."""
     zh = rng.random() < 0.2 if zh is None else zh
     fname, cols = table or csv_table(rng, split)
-    col = col or rng.choice(cols)
+    unusual = [c for c in cols if c not in data.CSV_COLUMNS]
+    col = col or (rng.choice(unusual) if unusual and rng.random() < 0.6 else rng.choice(cols))  # names seen only here
     op = op or rng.choice(list(CSV_FORMS_EN))
     forms = CSV_FORMS_ZH[op] if zh else CSV_FORMS_EN[op]
     q = rng.choice(forms).format(f=fname, col=col)
     if not zh:
         q = rng.choice(CSV_OPENERS).format(f=fname) + q + rng.choice(["", "?", " please"])
-        q = data.phrasing.dress(rng, q[0].upper() + q[1:], False)
+        q = data.phrasing.dress(rng, q if q.startswith(fname) else q[0].upper() + q[1:], False)  # a name keeps its case
     missing = table is None and op in ("rows", "cols") and rng.random() < 0.15  # the user forgot to upload it
     if not missing and rng.random() < UPLOAD_NOTE_SHARE:
         q = with_uploads(q, [fname])  # as the Code page asks right after an upload
@@ -814,29 +842,37 @@ def ex_csv_any(rng: random.Random, split: str, table: tuple[str, list[str]] | No
     return _code_exchange(q, code, obs, answer, key, checkable=False)
 
 
-CODE_MAKERS = [(ex_stats_any, 0.22), (ex_string_any, 0.24), (ex_arith_words, 0.16), (ex_plot_function, 0.11),
-               (ex_chart, 0.16), (ex_csv_any, 0.17), (ex_out_of_skill, 0.1)]
+CODE_MAKERS = [(ex_stats_any, 0.2), (ex_string_any, 0.24), (ex_arith_words, 0.16), (ex_plot_function, 0.11),
+               (ex_chart, 0.18), (ex_csv_any, 0.17), (ex_out_of_skill, 0.1)]
 
 
 def contrast_exchanges(rng: random.Random, split: str) -> list[Exchange]:
     """2-4 asks about the same data, each with another operation: a list or a string (another statistic or
     string operation), two numbers (1-3 arithmetic asks in words, an operator may come twice, then a
-    statistic of the two), an x range (another function to plot) or an uploaded CSV (another question, or
+    statistic of the two), a Chinese written-out expression (its value, and statistics of its numbers), an x range (another function to plot) or an uploaded CSV (another question, or
     another column): only the request's words tell the answers apart, so the model must read them (not
     guess the op from the data's look)."""
     k = rng.randint(2, 4)
     roll = rng.random()
-    if roll < 0.36:
+    if roll < 0.33:
         ops = rng.sample([o[0] for o in STAT_OPS], k)
         values = stat_values(rng, split)
         if "mode" in ops:
             values = with_mode(rng, values)
         return [ex_stats_any(rng, split, op, values) for op in ops]
-    if roll < 0.48:  # the same two numbers: arithmetic ("3600 除以 24") or a statistic of them
+    if roll < 0.44:  # the same two numbers: arithmetic ("3600 除以 24") or a statistic of them
         zh = rng.random() < 0.5
         pair = (_small_or_big(rng, split), _small_or_big(rng, split))
         asks = [ex_arith_words(rng, split, pair, zh) for _ in range(k - 1)]
         return asks + [ex_stats_any(rng, split, rng.choice(["sum", "mean", "max", "min"]), list(pair), zh)]
+    if roll < 0.52:  # a written-out expression in Chinese, and statistics of its numbers, in either order
+        e = data.expression(rng, split)
+        while "sqrt" in e or len(expression_numbers(e)) < 2:
+            e = data.expression(rng, split)
+        values = expression_numbers(e)
+        asks = [ex_stats_any(rng, split, op, values, True) for op in rng.sample(["sum", "mean", "max", "min", "median"], k - 1)]
+        asks.insert(rng.randrange(k), ex_expression_zh(rng, split, e))
+        return asks
     if roll < 0.7:
         text = _text(rng, split, "words")
         ops = rng.sample([o for o in STR_OPS if o != "palindrome"], k)
