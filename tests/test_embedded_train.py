@@ -81,6 +81,12 @@ def test_averaging_two_exported_models_mixes_their_weights_and_records_it(tmp_pa
         average(first, second, 1.0, tmp_path / "bad")
     with pytest.raises(ConfigError, match="not an exported model folder"):
         average(first, tmp_path / "b", 0.5, tmp_path / "bad")
+    hand_made = tmp_path / "hand"  # weights and facts copied by hand, without the config and tokenizer
+    hand_made.mkdir()
+    for name in ("model.safetensors", "training.json"):
+        shutil.copy(second / name, hand_made / name)
+    with pytest.raises(ConfigError, match="lacks config.json, tokenizer.model, composite.json"):
+        average(first, hand_made, 0.5, tmp_path / "bad")
     _train(tmp_path / "c", "--hidden", "48")
     with pytest.raises(ConfigError, match="differ in shape"):
         average(first, export(tmp_path / "c", tmp_path / "C"), 0.5, tmp_path / "bad")

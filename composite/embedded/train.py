@@ -464,6 +464,10 @@ def average(first: Path, second: Path, weight: float, out_dir: Path = MODEL_DIR)
     if not 0.0 < weight < 1.0:
         raise ConfigError(f"average: weight must be between 0 and 1 (exclusive), got {weight}")
     a, b = _exported_state(first, "average"), _exported_state(second, "average")
+    for folder in (first, second):
+        missing = [name for name in ("config.json", "tokenizer.model", "composite.json") if not (folder / name).is_file()]
+        if missing:
+            raise ConfigError(f"average: {folder} lacks {', '.join(missing)}; expected an exported model folder")
     if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
         raise ConfigError(f"average: {first} and {second} differ in shape; only models of one shape can be averaged")
     files = {name: (second / name).read_bytes() for name in ("config.json", "tokenizer.model", "composite.json")}
