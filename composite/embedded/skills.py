@@ -807,7 +807,7 @@ def ex_csv_any(rng: random.Random, split: str, table: tuple[str, list[str]] | No
     if not missing and rng.random() < UPLOAD_NOTE_SHARE:
         q = with_uploads(q, [fname])  # as the Code page asks right after an upload
     head = f"import pandas as pd\ndf = pd.read_csv(\"{fname}\")\n"
-    rows = rng.randint(3, 5000)
+    rows = rng.randint(2, 12) if rng.random() < 0.35 else rng.randint(3, 5000)  # uploaded samples are often tiny
     if missing:
         code = head + ("print(len(df))" if op == "rows" else "print(list(df.columns))")
         obs = f"FileNotFoundError: [Errno 2] No such file or directory: '{fname}'"
