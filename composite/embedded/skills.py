@@ -849,9 +849,10 @@ CODE_MAKERS = [(ex_stats_any, 0.2), (ex_string_any, 0.24), (ex_arith_words, 0.16
 def contrast_exchanges(rng: random.Random, split: str) -> list[Exchange]:
     """2-4 asks about the same data, each with another operation: a list or a string (another statistic or
     string operation), two numbers (1-3 arithmetic asks in words, an operator may come twice, then a
-    statistic of the two), a Chinese written-out expression (its value, and statistics of its numbers), an x range (another function to plot) or an uploaded CSV (another question, or
-    another column): only the request's words tell the answers apart, so the model must read them (not
-    guess the op from the data's look)."""
+    statistic of the two), a Chinese written-out expression (its value, and statistics of its numbers),
+    an x range (another function to plot) or an uploaded CSV (another question, or another column): only
+    the request's words tell the answers apart, so the model must read them (not guess the op from the
+    data's look)."""
     k = rng.randint(2, 4)
     roll = rng.random()
     if roll < 0.33:
