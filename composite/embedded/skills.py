@@ -539,7 +539,11 @@ def ex_arith_words(rng: random.Random, split: str, pair: tuple[int, int] | None 
     q = _pick(rng, ARW_ZH if zh else ARW_EN, zh).format(q=text)
     q = q[0].upper() + q[1:] if not zh and rng.random() < 0.5 else q
     e = e.replace("sqrt(", "math.sqrt(")
-    code = ("import math\n" if "math." in e else "") + f"print({e})"
+    return _printed(rng, q, ("import math\n" if "math." in e else "") + f"print({e})", zh, text)
+
+
+def _printed(rng: random.Random, q: str, code: str, zh: bool, text: str = "") -> Exchange:
+    """An arithmetic ask answered from what `code` prints (or the error it raises)."""
     out = _run(code).strip()
     if "Error" in out:
         answer = f"代码出错：{out}" if zh else f"The code failed with {out}."
@@ -560,12 +564,7 @@ EXPR_ZH = data.phrasing.far_from(
 
 def ex_expression_zh(rng: random.Random, split: str, e: str) -> Exchange:
     """A symbolic expression (data.expression's kind) asked in Chinese, answered as data.ex_arith answers."""
-    q = _pick(rng, EXPR_ZH, True).format(e=e)
-    code = f"print({e})"
-    out = _run(code).strip()
-    if "Error" in out:
-        return _code_exchange(q, code, out, f"代码出错：{out}", out.split(":")[0], checkable=False)
-    return _code_exchange(q, code, out, f"结果是 {out}。", out)
+    return _printed(rng, _pick(rng, EXPR_ZH, True).format(e=e), f"print({e})", True)
 
 
 def expression_numbers(e: str) -> list[Any]:

@@ -454,6 +454,9 @@ def _exported_state(folder: Path, role: str = "init_from") -> dict[str, Any]:
     return {name: tensor.float() for name, tensor in load_file(str(weights)).items()}
 
 
+AVERAGE_COPIES = ("config.json", "tokenizer.model", "composite.json")  # what an average takes from its second model
+
+
 def average(first: Path, second: Path, weight: float, out_dir: Path = MODEL_DIR) -> Path:
     """Write (1 - weight) * first + weight * second as a model folder: two exported models of one shape and
     tokenizer, usually a committed model and a fine-tune of it (a fine-tune forgets some of what its start
@@ -465,12 +468,12 @@ def average(first: Path, second: Path, weight: float, out_dir: Path = MODEL_DIR)
         raise ConfigError(f"average: weight must be between 0 and 1 (exclusive), got {weight}")
     a, b = _exported_state(first, "average"), _exported_state(second, "average")
     for folder in (first, second):
-        missing = [name for name in ("config.json", "tokenizer.model", "composite.json") if not (folder / name).is_file()]
+        missing = [name for name in AVERAGE_COPIES if not (folder / name).is_file()]
         if missing:
             raise ConfigError(f"average: {folder} lacks {', '.join(missing)}; expected an exported model folder")
     if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
         raise ConfigError(f"average: {first} and {second} differ in shape; only models of one shape can be averaged")
-    files = {name: (second / name).read_bytes() for name in ("config.json", "tokenizer.model", "composite.json")}
+    files = {name: (second / name).read_bytes() for name in AVERAGE_COPIES}
     if (first / "tokenizer.model").read_bytes() != files["tokenizer.model"]:
         raise ConfigError(f"average: {first} and {second} have different tokenizers")
     facts_a = json.loads((first / "training.json").read_text())
