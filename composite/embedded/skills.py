@@ -311,13 +311,32 @@ OUT_EN = _compose(
      "recommend a good book", "find a cafe near me", "why is the sky blue", "tell me a joke", "what does {w} mean",
      "who wrote hamlet", "is coffee bad for you", "what year did {c} become independent", "write a haiku",
      "plan a trip to {c}", "what's the best phone to buy", "how do I learn guitar", "summarize the history of {c}",
-     "give me a recipe for {w}", "how far is {c} from {w}", "remind me to call {w} tomorrow"],
+     "give me a recipe for {w}", "how far is {c} from {w}", "remind me to call {w} tomorrow",
+     # broader everyday requests (sport, money, messages, places to go, advice, big questions)
+     "who won the {c} election", "what was the score in the {w} game", "who won the {n} olympics",
+     "which club won the league in {n}", "what's the price of bitcoin", "how many yen is {n} pounds",
+     "what's the euro rate today", "is now a good time to buy gold", "email {w} that i'm running late",
+     "message my team about {w}", "post this on instagram", "call my mom", "text {w} happy birthday",
+     "where should we eat tonight", "suggest a bar in {c}", "what should I cook for dinner",
+     "find a dentist near me", "give me a workout plan", "how do I lose weight", "how do I sleep better",
+     "what is the meaning of life", "do you have feelings", "are aliens real", "write a song about {w}",
+     "write a speech for my sister's wedding", "make me a shopping list", "what's on tv tonight",
+     "give me directions to {c}", "how long is the drive to {c}", "who invented the telephone",
+     "when did the second world war end", "what language do they speak in {c}", "teach me {w}",
+     "tell me a riddle", "what should I name my dog", "is {w} a good gift for my dad",
+     "what's trending right now", "rate my outfit", "what happened in {c} yesterday"],
     ["", "?", ".", " pls", " please"])
 OUT_ZH = _compose(["", "请", "帮我", "你能"], ["写一首关于{w}的诗", "翻译这句话", "订一张去{c}的机票", "推荐一部电影", "讲个故事", "写一封邮件",
                                            "{c}的首都是哪里", "查一下股票价格", "点个外卖", "定个早上七点的闹钟", "总结这篇文章",
                                            "美元兑人民币汇率是多少", "帮我写简历", "播放音乐",
                                            "谁赢得了{n}年的世界杯", "{w}用英语怎么说", "附近有什么好吃的", "讲个笑话",
-                                           "天空为什么是蓝色的", "推荐一本书"], ["", "吗？", "。", "？"])
+                                           "天空为什么是蓝色的", "推荐一本书",
+                                           "昨天的比赛谁赢了", "人民币兑日元的汇率是多少", "比特币现在多少钱",
+                                           "给{w}发个消息", "推荐一家{c}的餐厅", "帮我订一间酒店", "今晚吃什么",
+                                           "人生的意义是什么", "怎么减肥", "写一首关于{w}的歌", "帮我写一篇作文",
+                                           "{c}有多少人口", "第二次世界大战是哪年结束的", "周末去哪里玩",
+                                           "把这句话翻译成日语", "给我妈妈打个电话", "你有感情吗", "今天有什么新闻"],
+                  ["", "吗？", "。", "？"])
 
 
 def ex_out_of_skill(rng: random.Random, split: str) -> Exchange:
@@ -344,8 +363,8 @@ def ex_random_shared_digits(rng: random.Random, split: str) -> Exchange:
     return data.random_exchange(rng, split, rng.random() < 0.5, s, a, b)
 
 
-TOOL_MAKERS = [(ex_weather_any, 0.3), (ex_time_place, 0.2), (ex_calc_words, 0.3), (ex_out_of_skill, 0.11),
-               (ex_random_shared_digits, 0.06)]
+TOOL_MAKERS = [(ex_weather_any, 0.3), (ex_time_place, 0.2), (ex_calc_words, 0.3), (ex_out_of_skill, 0.14),
+               (ex_random_shared_digits, 0.08)]
 
 # ---------------------------------------------------------------------------------------------------
 # code mode
@@ -842,7 +861,7 @@ def ex_csv_any(rng: random.Random, split: str, table: tuple[str, list[str]] | No
 
 
 CODE_MAKERS = [(ex_stats_any, 0.2), (ex_string_any, 0.24), (ex_arith_words, 0.16), (ex_plot_function, 0.11),
-               (ex_chart, 0.18), (ex_csv_any, 0.17), (ex_out_of_skill, 0.1)]
+               (ex_chart, 0.18), (ex_csv_any, 0.17), (ex_out_of_skill, 0.13)]
 
 
 def contrast_exchanges(rng: random.Random, split: str) -> list[Exchange]:
