@@ -120,6 +120,31 @@ def test_made_up_text_is_left_alone() -> None:
     assert guard.allowed() is None
 
 
+def test_a_literal_begins_the_words_the_user_quoted_when_they_are_close() -> None:
+    guard = CopyGuard(TABLE, ["'python' 全部变成大写字母"], 0.05, openers=["'python' 全部变成大写字母"])
+    for token in TOK.encode(CODE):
+        guard.feed(token)
+    g, p = _id("g"), _id("p")
+    # 'python' is 20-400 times less likely than "g": within the ratio squared, the quoted words win
+    assert _choice(guard, {g: 2.0, p: 2.0 + math.log(0.01)}) == p
+    assert guard.steered == 1
+
+
+def test_a_confident_literal_of_other_words_is_kept() -> None:
+    guard = _guard("plot 'sales' over time", 'interpreter\n```python\nplt.plot(x, y, marker="')
+    o, s = _id("o"), _id("s")
+    assert _choice(guard, {o: 5.0, s: 5.0 + math.log(1e-4)}) == o
+    assert guard.steered == 0
+
+
+def test_only_the_users_quotes_open_a_literal() -> None:
+    # a quoted value in an observation ({"city": "Paris"}) is a source to copy from, not words the user marked
+    guard = CopyGuard(TABLE, ["weather pls", '{"city": "Paris"}'], 0.05, openers=["weather pls"])
+    for token in TOK.encode(CODE):
+        guard.feed(token)
+    assert guard.allowed() is None
+
+
 @pytest.mark.parametrize("written", [
     "Sure, I will reverse 'stresse",  # prose, no code block
     'interpreter\n```python\n# reverse "stresse',  # a comment

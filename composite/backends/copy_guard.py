@@ -13,7 +13,9 @@ looks at the next token:
 - the literal may close only where the quoted words may end: not inside a character, a Latin word
   ("Montr|éal") or a name joined by . _ - ("sales|.csv");
 - words the user put in quotes ('hello there', “…”, 「…」) that the literal has begun are copied to
-  their end, whatever the model prefers: the user marked exactly what is quoted.
+  their end, whatever the model prefers: the user marked exactly what is quoted;
+- a literal's first token begins words the user put in quotes when one of their opening tokens is at
+  least `ratio` squared times as likely as the model's favourite ("ge" → "python" for "'python' 全部变成大写字母").
 
 A literal the model is not copying (a title it makes up, an expression such as "3.5 * 2.4", which has
 no letter) is left alone, and so is any confident choice outside quoted words. It works on bytes (the
@@ -155,7 +157,7 @@ class PieceTable:
 class CopyGuard:
     """One generation's guard: feed() each generated token, apply() to each next-token logits vector."""
 
-    def __init__(self, table: PieceTable, sources: Iterable[str], ratio: float):
+    def __init__(self, table: PieceTable, sources: Iterable[str], ratio: float, openers: Iterable[str] | None = None):
         if not 0.0 < ratio <= 1.0:
             raise ConfigError(f"copy guard ratio {ratio!r} is out of range; expected 0 < ratio <= 1")
         self.table = table
@@ -164,6 +166,10 @@ class CopyGuard:
         self.hay = b"\x00".join(s.encode("utf-8") for s in sources if s)
         # where the user quoted something ('hello world', “…”, 「…」): start of the words -> their end
         self.quoted = {m.start(g): m.end(g) for m in _QUOTED.finditer(self.hay) for g in (2, 4) if m.group(g)}
+        # the words a literal's first token may be steered to begin: those quoted in `openers` (the user's
+        # messages; by default all sources)
+        said = self.hay if openers is None else b"\x00".join(s.encode("utf-8") for s in openers if s)
+        self.openings = {said[m.start(g):m.end(g)] for m in _QUOTED.finditer(said) for g in (2, 4) if m.group(g)}
         self.text = bytearray()
         self.steered = 0  # tokens where the guard changed the model's choice set
 
@@ -187,7 +193,9 @@ class CopyGuard:
         if literal is None:
             return None
         quote, written = literal
-        if not written or b"\\" in written or not self.hay or not _has_letter(written):
+        if not written:
+            return self._opening(quote)
+        if b"\\" in written or not self.hay or not _has_letter(written):
             return None  # only quotations of words: an expression such as "3.5 * 2.4" is the model's own
         tails: set[bytes] = set()  # what may follow `written`, as a piece of a source
         ends: set[bytes] = set()  # continuations after which the quoted word may end (the literal close)
@@ -212,6 +220,14 @@ class CopyGuard:
                if quote not in tail}  # a continuation that reaches a quote is judged below
         ids.update(i for i, before in self.table.with_quote[quote] if before in ends)
         return (sorted(ids), strict, len(written) >= _SURE_BYTES) if ids else None
+
+    def _opening(self, quote: bytes) -> tuple[list[int], bool, bool] | None:
+        """At a literal's first token: the tokens that begin words the user quoted. Not strict, but sure (the
+        user marked those words as a quotation, evidence as strong as a three-byte agreement): the model may
+        still open a literal for other words ("%1.1f%%", a title) unless one of those is within ratio squared."""
+        ids = {i for words in self.openings if quote not in words
+               for k in range(1, min(len(words), self.table.longest) + 1) for i in self.table.by_piece.get(words[:k], ())}
+        return (sorted(ids), False, True) if ids else None
 
     def apply(self, logits: Any, full_like: Callable[[Any, float], Any]) -> Any:
         """`logits` (a NumPy array or torch tensor over the vocabulary), limited to the continuing tokens

@@ -175,7 +175,8 @@ class LocalRuntime:
         if self._pieces is None:
             self._pieces = PieceTable(token_pieces(tokenizer, max(tokenizer.vocab_size, _vocab_size(self.model))))
         sources = [m.content for m in messages if m.role in ("user", "observation")]
-        return CopyGuard(self._pieces, sources, self.copy_guard)
+        said = [m.content for m in messages if m.role == "user"]
+        return CopyGuard(self._pieces, sources, self.copy_guard, openers=said)
 
     # -- token level ---------------------------------------------------------------------------
     def generate_ids(
