@@ -145,6 +145,28 @@ def test_only_the_users_quotes_open_a_literal() -> None:
     assert guard.allowed() is None
 
 
+def test_a_list_that_copies_the_users_numbers_goes_on_with_the_next_one() -> None:
+    guard = _guard("make a histogram for these ages: 23 25 31 35 35 40", 'interpreter\n```python\ndata = [23, 25, 31, 3')
+    one, five = _id("1"), _id("5")
+    # the model would repeat 31; the user's next number is 35
+    assert _choice(guard, {one: 2.0, five: 1.0}) == five
+    assert guard.steered == 1
+
+
+def test_a_copied_list_may_close_after_any_of_the_users_numbers() -> None:
+    # x's numbers run straight into y's in the user's words: the list still closes where the model wants
+    guard = _guard("scatter x = 1, 2, 3 and y = 5, 3, 4", 'interpreter\n```python\nx = [1, 2, 3')
+    close = next(i for i, p in enumerate(PIECES) if p == b"]\n")
+    comma = _id(",")
+    assert close in guard.allowed()[0]
+    assert _choice(guard, {close: 2.0, comma: 1.9}) == close
+
+
+def test_a_list_of_the_models_own_numbers_is_left_alone() -> None:
+    guard = _guard("plot the points 7 9 11", 'interpreter\n```python\nx = [0, 1, ')
+    assert guard.allowed() is None
+
+
 @pytest.mark.parametrize("written", [
     "Sure, I will reverse 'stresse",  # prose, no code block
     'interpreter\n```python\n# reverse "stresse',  # a comment

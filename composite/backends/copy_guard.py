@@ -15,7 +15,10 @@ looks at the next token:
 - words the user put in quotes ('hello there', “…”, 「…」) that the literal has begun are copied to
   their end, whatever the model prefers: the user marked exactly what is quoted;
 - a literal's first token begins words the user put in quotes when one of their opening tokens is at
-  least `ratio` squared times as likely as the model's favourite ("ge" → "python" for "'python' 全部变成大写字母").
+  least `ratio` squared times as likely as the model's favourite ("ge" → "python" for "'python' 全部变成大写字母");
+- a list of numbers in code that so far copies a run of the numbers in a user's message goes on with
+  their next number ("[23, 25, 31, 31" → "[23, 25, 31, 35"), by the same ratio (squared from the second
+  number copied on); it may close after any of them, never run past their last.
 
 A literal the model is not copying (a title it makes up, an expression such as "3.5 * 2.4", which has
 no letter) is left alone, and so is any confident choice outside quoted words. It works on bytes (the
@@ -43,6 +46,9 @@ _QUOTED = re.compile(
     rb"""(?:(?:^|(?<=[\s(\[{:,=\x00]))(['"])([^\n\x00'"]+?)['"](?=$|[\s.,;:!?)\]}\x00]|[\x80-\xff])"""
     rb"""|(\xe2\x80\x9c|\xe2\x80\x98|\xe3\x80\x8c|\xe3\x80\x8e)([^\n\x00]+?)"""
     rb"""(?:\xe2\x80\x9d|\xe2\x80\x99|\xe3\x80\x8d|\xe3\x80\x8f))""")
+_NUMBER = re.compile(rb"-?\d+(?:\.\d+)?")
+# a line that ends inside a list of plain numbers: "data = [23, 25, 3" -> ("23, 25, ", "3")
+_NUMBER_LIST = re.compile(rb"\[((?:\s*-?\d+(?:\.\d+)?\s*,)+\s*)(-?\d*(?:\.\d*)?)$")
 _SURE_BYTES = 3  # from its third byte on, a literal that agrees with the user's words is surely a quotation
 _MAX_OCCURRENCES = 64  # a quotation found more often than this in the sources gets no more continuations
 
@@ -143,10 +149,13 @@ class PieceTable:
         self.pieces = pieces
         self.by_piece: dict[bytes, list[int]] = {}  # piece -> the ids that write it
         self.with_quote: dict[bytes, list[tuple[int, bytes]]] = {q: [] for q in _QUOTES}  # (id, piece before q)
+        self.with_bracket: list[tuple[int, bytes]] = []  # (id, piece) for the pieces that write "]"
         for i, piece in enumerate(pieces):
             if not piece:
                 continue
             self.by_piece.setdefault(piece, []).append(i)
+            if b"]" in piece:
+                self.with_bracket.append((i, piece))
             for q in _QUOTES:
                 at = piece.find(q)
                 if at >= 0:
@@ -170,6 +179,9 @@ class CopyGuard:
         # messages; by default all sources)
         said = self.hay if openers is None else b"\x00".join(s.encode("utf-8") for s in openers if s)
         self.openings = {said[m.start(g):m.end(g)] for m in _QUOTED.finditer(said) for g in (2, 4) if m.group(g)}
+        # the numbers in each of the user's messages, in order: a list in code that copies them goes on copying
+        self.numbers = [nums for s in (openers if openers is not None else sources) if s
+                        for nums in [_NUMBER.findall(s.encode("utf-8"))] if len(nums) >= 2]
         self.text = bytearray()
         self.steered = 0  # tokens where the guard changed the model's choice set
 
@@ -189,9 +201,10 @@ class CopyGuard:
         line_end = text.find(b"\n", start)
         if line_end < 0:
             return None
-        literal = _open_literal(text[line_end + 1:])
+        code = text[line_end + 1:]
+        literal = _open_literal(code)
         if literal is None:
-            return None
+            return self._number_list(code[code.rfind(b"\n") + 1:])
         quote, written = literal
         if not written:
             return self._opening(quote)
@@ -220,6 +233,34 @@ class CopyGuard:
                if quote not in tail}  # a continuation that reaches a quote is judged below
         ids.update(i for i, before in self.table.with_quote[quote] if before in ends)
         return (sorted(ids), strict, len(written) >= _SURE_BYTES) if ids else None
+
+    def _number_list(self, line: bytes) -> tuple[list[int], bool, bool] | None:
+        """Inside a list of numbers ("data = [23, 25, 31, 3") whose numbers so far are a run of the numbers
+        the user wrote, in order: the tokens that write the user's next number, then close the list or go
+        on (never past the user's last number). Not strict; sure from the second number copied on. A list
+        that already left the user's numbers ("x = [0, 1, 2") is the model's own."""
+        m = _NUMBER_LIST.search(line)
+        if m is None or not self.numbers:
+            return None
+        done = _NUMBER.findall(m.group(1))
+        partial = m.group(2)
+        tails: set[bytes] = set()
+        for nums in self.numbers:
+            for i in range(len(nums) - len(done) + 1):
+                if nums[i:i + len(done)] != done:
+                    continue
+                at = i + len(done)
+                if at < len(nums) and nums[at].startswith(partial):
+                    rest = nums[at][len(partial):]
+                    tails.add(rest + b"]")  # the list may end with any of the user's numbers
+                    if at + 1 < len(nums):
+                        tails.add(rest + b", ")
+        ids = {i for tail in tails for k in range(1, min(len(tail), self.table.longest) + 1)
+               for i in self.table.by_piece.get(tail[:k], ())}
+        # the closing bracket may come with what follows it ("]\n", "])")
+        ids.update(i for i, piece in self.table.with_bracket for tail in tails
+                   if tail.endswith(b"]") and piece.startswith(tail))
+        return (sorted(ids), False, len(done) >= 2) if ids else None
 
     def _opening(self, quote: bytes) -> tuple[list[int], bool, bool] | None:
         """At a literal's first token: the tokens that begin words the user quoted. Not strict, but sure (the
