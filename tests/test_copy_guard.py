@@ -167,6 +167,21 @@ def test_a_list_of_the_models_own_numbers_is_left_alone() -> None:
     assert guard.allowed() is None
 
 
+def test_a_list_of_the_users_labelled_words_goes_on_to_the_next_one() -> None:
+    source = "Make a bar chart of apples 3, pears 5, plums 2"
+    guard = _guard(source, 'interpreter\n```python\nlabels = ["apples", "pears"')
+    close = next(i for i, p in enumerate(PIECES) if p == b"]\n")
+    comma = _id(",")
+    # the model would drop plums: " 5, " follows pears as " 3, " follows apples, so the list goes on
+    assert _choice(guard, {close: 2.0, comma: 1.6}) == comma
+    assert _guard(source, 'interpreter\n```python\nlabels = ["apples", "pears", "plums"').allowed() is None
+
+
+def test_words_with_bare_spaces_between_them_are_not_a_labelled_list() -> None:
+    guard = _guard("sort these words: kiwi fig date plum", 'interpreter\n```python\nwords = ["kiwi", "fig"')
+    assert guard.allowed() is None
+
+
 @pytest.mark.parametrize("written", [
     "Sure, I will reverse 'stresse",  # prose, no code block
     'interpreter\n```python\n# reverse "stresse',  # a comment

@@ -18,12 +18,14 @@ looks at the next token:
   least `ratio` squared times as likely as the model's favourite ("ge" → "python" for "'python' 全部变成大写字母");
 - a list of numbers in code that so far copies a run of the numbers in a user's message goes on with
   their next number ("[23, 25, 31, 31" → "[23, 25, 31, 35"), by the same ratio (squared from the second
-  number copied on); it may close after any of them, never run past their last.
+  number copied on); it may close after any of them, never run past their last;
+- a list of strings that copies a user's labelled words in order ("apples 3, pears 5, plums 2") does not
+  close while the same kind of gap leads to another word there (ratio squared).
 
 A literal the model is not copying (a title it makes up, an expression such as "3.5 * 2.4", which has
 no letter) is left alone, and so is any confident choice outside quoted words. It works on bytes (the
 tokenizer's byte-fallback pieces are partial characters) and costs well under 0.1 ms per token inside
-a literal, nothing outside one.
+a code block (about 0.02 ms measured), nothing outside one.
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ _QUOTED = re.compile(
 _NUMBER = re.compile(rb"-?\d+(?:\.\d+)?")
 # a line that ends inside a list of plain numbers: "data = [23, 25, 3" -> ("23, 25, ", "3")
 _NUMBER_LIST = re.compile(rb"\[((?:\s*-?\d+(?:\.\d+)?\s*,)+\s*)(-?\d*(?:\.\d*)?)$")
+# a line that ends just after a list's second or later string: 'labels = ["apples", "pears"'
+_WORD_LIST = re.compile(rb"""\[((?:\s*(?:"[^"\n]*"|'[^'\n]*')\s*,)+\s*(?:"[^"\n]*"|'[^'\n]*'))$""")
+_LIST_ITEM = re.compile(rb""""([^"\n]*)"|'([^'\n]*)'""")
+_DIGITS = re.compile(rb"\d+")
 _SURE_BYTES = 3  # from its third byte on, a literal that agrees with the user's words is surely a quotation
 _MAX_OCCURRENCES = 64  # a quotation found more often than this in the sources gets no more continuations
 
@@ -177,11 +183,11 @@ class CopyGuard:
         self.quoted = {m.start(g): m.end(g) for m in _QUOTED.finditer(self.hay) for g in (2, 4) if m.group(g)}
         # the words a literal's first token may be steered to begin: those quoted in `openers` (the user's
         # messages; by default all sources)
-        said = self.hay if openers is None else b"\x00".join(s.encode("utf-8") for s in openers if s)
-        self.openings = {said[m.start(g):m.end(g)] for m in _QUOTED.finditer(said) for g in (2, 4) if m.group(g)}
+        self.said = [s.encode("utf-8") for s in (sources if openers is None else openers) if s]
+        self.openings = {said[m.start(g):m.end(g)] for said in self.said
+                         for m in _QUOTED.finditer(said) for g in (2, 4) if m.group(g)}
         # the numbers in each of the user's messages, in order: a list in code that copies them goes on copying
-        self.numbers = [nums for s in (openers if openers is not None else sources) if s
-                        for nums in [_NUMBER.findall(s.encode("utf-8"))] if len(nums) >= 2]
+        self.numbers = [nums for said in self.said for nums in [_NUMBER.findall(said)] if len(nums) >= 2]
         self.text = bytearray()
         self.steered = 0  # tokens where the guard changed the model's choice set
 
@@ -190,9 +196,9 @@ class CopyGuard:
         piece = pieces[token] if 0 <= token < len(pieces) else None
         self.text += piece if piece is not None else b"\x00"  # a special token ends whatever was open
 
-    def allowed(self) -> tuple[list[int], bool] | None:
-        """(token ids that continue the open quotation or close it now, strict, sure); None when no quotation
-        is open. Strict: the literal so far is the start of words the user put in quotes, so the model
+    def allowed(self) -> tuple[list[int], bool, bool] | None:
+        """(token ids that continue the open quotation or close it now, strict, sure), or those that go on
+        with a copied list of the user's numbers or labelled words; None when there is nothing to copy. Strict: the literal so far is the start of words the user put in quotes, so the model
         is quoting them and must finish the quotation. Sure: it agrees with the sources on _SURE_BYTES or more."""
         text = bytes(self.text[self.text.rfind(b"\x00") + 1:])
         if text.count(_FENCE) % 2 == 0:
@@ -204,7 +210,8 @@ class CopyGuard:
         code = text[line_end + 1:]
         literal = _open_literal(code)
         if literal is None:
-            return self._number_list(code[code.rfind(b"\n") + 1:])
+            line = code[code.rfind(b"\n") + 1:]
+            return self._number_list(line) or self._word_list(line)
         quote, written = literal
         if not written:
             return self._opening(quote)
@@ -261,6 +268,42 @@ class CopyGuard:
         ids.update(i for i, piece in self.table.with_bracket for tail in tails
                    if tail.endswith(b"]") and piece.startswith(tail))
         return (sorted(ids), False, len(done) >= 2) if ids else None
+
+    def _word_list(self, line: bytes) -> tuple[list[int], bool, bool] | None:
+        """Just after the closing quote of a list's second or later string ('labels = ["apples", "pears"'),
+        when its strings are a user's words in order with the same kind of gap between each ("apples 3,
+        pears 5, plums 2": " 3, " and " 5, " alike but for the digits) and that gap follows the last one
+        there too ("pears| 5, plums"): the tokens that go on to the next word (', "plums'). Not strict,
+        sure: closing the list early gives way when going on is within ratio squared."""
+        m = _WORD_LIST.search(line)
+        if m is None:
+            return None
+        items = [a or b for a, b in _LIST_ITEM.findall(m.group(1))]
+        if not all(_has_letter(item) for item in items):
+            return None
+        quote = line[-1:]
+        tails: set[bytes] = set()
+        for said in self.said:
+            spans, pos = [], 0
+            for item in items:
+                at = said.find(item, pos)
+                if at < 0:
+                    break
+                spans.append((at, at + len(item)))
+                pos = at + len(item)
+            if len(spans) < len(items):
+                continue
+            gaps = {_DIGITS.sub(b"9", said[end:start]) for (_, end), (start, _) in zip(spans, spans[1:])}
+            gap = gaps.pop()
+            if gaps or not gap.strip(b" "):
+                continue  # gaps unlike each other, or bare spaces: not a labelled list
+            shape = b"".join(rb"\d+" if c == b"9" else re.escape(c) for c in (gap[i:i + 1] for i in range(len(gap))))
+            nxt = re.match(shape + rb"((?:[A-Za-z]|[\x80-\xff])+)", said[spans[-1][1]:])
+            if nxt:
+                tails.add(b", " + quote + nxt.group(1))
+        ids = {i for tail in tails for k in range(1, min(len(tail), self.table.longest) + 1)
+               for i in self.table.by_piece.get(tail[:k], ())}
+        return (sorted(ids), False, True) if ids else None
 
     def _opening(self, quote: bytes) -> tuple[list[int], bool, bool] | None:
         """At a literal's first token: the tokens that begin words the user quoted. Not strict, but sure (the
