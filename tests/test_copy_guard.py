@@ -177,6 +177,16 @@ def test_a_list_of_the_users_labelled_words_goes_on_to_the_next_one() -> None:
     assert _guard(source, 'interpreter\n```python\nlabels = ["apples", "pears", "plums"').allowed() is None
 
 
+def test_a_message_full_of_numbers_keeps_the_lists_work_bounded() -> None:
+    from composite.backends import copy_guard
+
+    source = "mean of " + " ".join(str(n) for n in range(5000))
+    guard = _guard(source, "interpreter\n```python\ndata = [" + ", ".join(str(n) for n in range(3000)) + ", 300")
+    assert len(guard.numbers[0]) == copy_guard._MAX_NUMBERS  # only the first numbers are kept
+    # the list is placed by its last few numbers: ..., 2999, 300 goes on to 3000 only if 3000 was kept
+    assert guard.allowed() is None
+
+
 def test_words_with_bare_spaces_between_them_are_not_a_labelled_list() -> None:
     guard = _guard("sort these words: kiwi fig date plum", 'interpreter\n```python\nwords = ["kiwi", "fig"')
     assert guard.allowed() is None

@@ -55,6 +55,8 @@ _NUMBER_LIST = re.compile(rb"\[((?:\s*-?\d+(?:\.\d+)?\s*,)+\s*)(-?\d*(?:\.\d*)?)
 _WORD_LIST = re.compile(rb"""\[((?:\s*(?:"[^"\n]*"|'[^'\n]*')\s*,)+\s*(?:"[^"\n]*"|'[^'\n]*'))$""")
 _LIST_ITEM = re.compile(rb""""([^"\n]*)"|'([^'\n]*)'""")
 _DIGITS = re.compile(rb"\d+")
+_MAX_NUMBERS = 1024  # a message's first numbers that a list may copy (bounded work per token)
+_LIST_EVIDENCE = 8  # how many of a list's last numbers must match a run of the user's
 _SURE_BYTES = 3  # from its third byte on, a literal that agrees with the user's words is surely a quotation
 _MAX_OCCURRENCES = 64  # a quotation found more often than this in the sources gets no more continuations
 
@@ -168,6 +170,11 @@ class PieceTable:
                     self.with_quote[q].append((i, piece[:at]))
         self.longest = max((len(p) for p in pieces if p), default=1)
 
+    def starting(self, tails: Iterable[bytes]) -> set[int]:
+        """The ids of the pieces that write the start of one of `tails` (a whole tail or a prefix of it)."""
+        return {i for tail in tails for k in range(1, min(len(tail), self.longest) + 1)
+                for i in self.by_piece.get(tail[:k], ())}
+
 
 class CopyGuard:
     """One generation's guard: feed() each generated token, apply() to each next-token logits vector."""
@@ -187,7 +194,7 @@ class CopyGuard:
         self.openings = {said[m.start(g):m.end(g)] for said in self.said
                          for m in _QUOTED.finditer(said) for g in (2, 4) if m.group(g)}
         # the numbers in each of the user's messages, in order: a list in code that copies them goes on copying
-        self.numbers = [nums for said in self.said for nums in [_NUMBER.findall(said)] if len(nums) >= 2]
+        self.numbers = [nums for said in self.said for nums in [_NUMBER.findall(said)[:_MAX_NUMBERS]] if len(nums) >= 2]
         self.text = bytearray()
         self.steered = 0  # tokens where the guard changed the model's choice set
 
@@ -198,8 +205,9 @@ class CopyGuard:
 
     def allowed(self) -> tuple[list[int], bool, bool] | None:
         """(token ids that continue the open quotation or close it now, strict, sure), or those that go on
-        with a copied list of the user's numbers or labelled words; None when there is nothing to copy. Strict: the literal so far is the start of words the user put in quotes, so the model
-        is quoting them and must finish the quotation. Sure: it agrees with the sources on _SURE_BYTES or more."""
+        with a copied list of the user's numbers or labelled words; None when there is nothing to copy.
+        Strict: the literal so far is the start of words the user put in quotes, so the model is quoting
+        them and must finish the quotation. Sure: it agrees with the sources on _SURE_BYTES or more."""
         text = bytes(self.text[self.text.rfind(b"\x00") + 1:])
         if text.count(_FENCE) % 2 == 0:
             return None  # not inside a code block
@@ -249,7 +257,7 @@ class CopyGuard:
         m = _NUMBER_LIST.search(line)
         if m is None or not self.numbers:
             return None
-        done = _NUMBER.findall(m.group(1))
+        done = _NUMBER.findall(m.group(1))[-_LIST_EVIDENCE:]  # the last few copied numbers place the list
         partial = m.group(2)
         tails: set[bytes] = set()
         for nums in self.numbers:
@@ -262,8 +270,7 @@ class CopyGuard:
                     tails.add(rest + b"]")  # the list may end with any of the user's numbers
                     if at + 1 < len(nums):
                         tails.add(rest + b", ")
-        ids = {i for tail in tails for k in range(1, min(len(tail), self.table.longest) + 1)
-               for i in self.table.by_piece.get(tail[:k], ())}
+        ids = self.table.starting(tails)
         # the closing bracket may come with what follows it ("]\n", "])")
         ids.update(i for i, piece in self.table.with_bracket for tail in tails
                    if tail.endswith(b"]") and piece.startswith(tail))
@@ -297,20 +304,18 @@ class CopyGuard:
             gap = gaps.pop()
             if gaps or not gap.strip(b" "):
                 continue  # gaps unlike each other, or bare spaces: not a labelled list
-            shape = b"".join(rb"\d+" if c == b"9" else re.escape(c) for c in (gap[i:i + 1] for i in range(len(gap))))
+            shape = re.escape(gap).replace(b"9", rb"\d+")  # every digit run in the gap became one "9"
             nxt = re.match(shape + rb"((?:[A-Za-z]|[\x80-\xff])+)", said[spans[-1][1]:])
             if nxt:
                 tails.add(b", " + quote + nxt.group(1))
-        ids = {i for tail in tails for k in range(1, min(len(tail), self.table.longest) + 1)
-               for i in self.table.by_piece.get(tail[:k], ())}
+        ids = self.table.starting(tails)
         return (sorted(ids), False, True) if ids else None
 
     def _opening(self, quote: bytes) -> tuple[list[int], bool, bool] | None:
         """At a literal's first token: the tokens that begin words the user quoted. Not strict, but sure (the
         user marked those words as a quotation, evidence as strong as a three-byte agreement): the model may
         still open a literal for other words ("%1.1f%%", a title) unless one of those is within ratio squared."""
-        ids = {i for words in self.openings if quote not in words
-               for k in range(1, min(len(words), self.table.longest) + 1) for i in self.table.by_piece.get(words[:k], ())}
+        ids = self.table.starting(words for words in self.openings if quote not in words)
         return (sorted(ids), False, True) if ids else None
 
     def apply(self, logits: Any, full_like: Callable[[Any, float], Any]) -> Any:
