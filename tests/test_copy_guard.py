@@ -20,8 +20,9 @@ PIECES = token_pieces(TOK, TOK.vocab_size)
 TABLE = PieceTable(PIECES)
 
 
-def _guard(source: str, written: str, ratio: float = 0.05) -> CopyGuard:
-    guard = CopyGuard(TABLE, [source], ratio)
+def _guard(source: str | list[str], written: str, ratio: float = 0.05, openers: list[str] | None = None) -> CopyGuard:
+    """A guard over `source` (one message or several) that has seen the model write `written`."""
+    guard = CopyGuard(TABLE, [source] if isinstance(source, str) else source, ratio, openers=openers)
     for token in TOK.encode(written):
         guard.feed(token)
     return guard
@@ -66,14 +67,14 @@ def test_a_confident_choice_that_leaves_the_words_is_kept() -> None:
 def test_words_the_user_quoted_are_copied_to_their_end() -> None:
     guard = _guard('"hello there" but backwards pls', CODE + "hello")
     space, for_ = _id(" "), _id(" for")
-    closing = next(i for i, p in enumerate(PIECES) if p == b'"')
+    closing = _id('"')
     # the model would write "hello for" or stop at "hello": quoted words are finished, however unlikely
     assert _choice(guard, {for_: 8.0, closing: 7.0, space: -5.0}) == space
 
 
 def test_a_quotation_may_not_stop_inside_a_word() -> None:
     guard = _guard("need the Montreal weather", 'get_weather\n```python\ntool_call(city_name="Montr')
-    closing = next(i for i, p in enumerate(PIECES) if p == b'"')
+    closing = _id('"')
     e = _id("e")
     assert _choice(guard, {closing: 3.0, e: 2.0}) == e
     allowed, _, _ = guard.allowed()
@@ -83,13 +84,13 @@ def test_a_quotation_may_not_stop_inside_a_word() -> None:
 def test_a_quotation_may_stop_at_the_end_of_a_word() -> None:
     guard = _guard("how's the weather in Reykjavik tonight", 'get_weather\n```python\ntool_call(city_name="Reykjavik')
     allowed, strict, _ = guard.allowed()
-    closing = next(i for i, p in enumerate(PIECES) if p == b'"')
+    closing = _id('"')
     assert closing in allowed and not strict
 
 
 def test_a_latin_name_may_end_where_chinese_text_begins() -> None:
     guard = _guard("请告诉我Zoj的天气情况。", 'get_weather\n```python\ntool_call(city_name="Zoj')
-    closing = next(i for i, p in enumerate(PIECES) if p == b'"')
+    closing = _id('"')
     assert closing in guard.allowed()[0]
     accented = _guard("how cold is Zürich now", 'get_weather\n```python\ntool_call(city_name="Z')
     assert closing not in accented.allowed()[0]  # "Z|ürich": the same word goes on
@@ -97,7 +98,7 @@ def test_a_latin_name_may_end_where_chinese_text_begins() -> None:
 
 def test_a_file_name_is_not_cut_at_its_dot() -> None:
     guard = _guard("How many rows are in sales.csv?", 'interpreter\n```python\ndf = pd.read_csv("sales')
-    closing = next(i for i, p in enumerate(PIECES) if p == b'"')
+    closing = _id('"')
     assert closing not in guard.allowed()[0]
 
 
@@ -121,9 +122,7 @@ def test_made_up_text_is_left_alone() -> None:
 
 
 def test_a_literal_begins_the_words_the_user_quoted_when_they_are_close() -> None:
-    guard = CopyGuard(TABLE, ["'python' 全部变成大写字母"], 0.05, openers=["'python' 全部变成大写字母"])
-    for token in TOK.encode(CODE):
-        guard.feed(token)
+    guard = _guard("'python' 全部变成大写字母", CODE, openers=["'python' 全部变成大写字母"])
     g, p = _id("g"), _id("p")
     # 'python' is 20-400 times less likely than "g": within the ratio squared, the quoted words win
     assert _choice(guard, {g: 2.0, p: 2.0 + math.log(0.01)}) == p
@@ -139,9 +138,7 @@ def test_a_confident_literal_of_other_words_is_kept() -> None:
 
 def test_only_the_users_quotes_open_a_literal() -> None:
     # a quoted value in an observation ({"city": "Paris"}) is a source to copy from, not words the user marked
-    guard = CopyGuard(TABLE, ["weather pls", '{"city": "Paris"}'], 0.05, openers=["weather pls"])
-    for token in TOK.encode(CODE):
-        guard.feed(token)
+    guard = _guard(["weather pls", '{"city": "Paris"}'], CODE, openers=["weather pls"])
     assert guard.allowed() is None
 
 
@@ -156,7 +153,7 @@ def test_a_list_that_copies_the_users_numbers_goes_on_with_the_next_one() -> Non
 def test_a_copied_list_may_close_after_any_of_the_users_numbers() -> None:
     # x's numbers run straight into y's in the user's words: the list still closes where the model wants
     guard = _guard("scatter x = 1, 2, 3 and y = 5, 3, 4", 'interpreter\n```python\nx = [1, 2, 3')
-    close = next(i for i, p in enumerate(PIECES) if p == b"]\n")
+    close = _id("]\n")
     comma = _id(",")
     assert close in guard.allowed()[0]
     assert _choice(guard, {close: 2.0, comma: 1.9}) == close
@@ -170,7 +167,7 @@ def test_a_list_of_the_models_own_numbers_is_left_alone() -> None:
 def test_a_list_of_the_users_labelled_words_goes_on_to_the_next_one() -> None:
     source = "Make a bar chart of apples 3, pears 5, plums 2"
     guard = _guard(source, 'interpreter\n```python\nlabels = ["apples", "pears"')
-    close = next(i for i, p in enumerate(PIECES) if p == b"]\n")
+    close = _id("]\n")
     comma = _id(",")
     # the model would drop plums: " 5, " follows pears as " 3, " follows apples, so the list goes on
     assert _choice(guard, {close: 2.0, comma: 1.6}) == comma
@@ -211,16 +208,13 @@ def test_a_special_token_ends_the_open_quotation() -> None:
 
 
 def test_observations_are_sources_too() -> None:
-    guard = CopyGuard(TABLE, ["what is the mean revenue", "   region  revenue_usd\n0  north  12.5"], 0.05)
-    for token in TOK.encode('interpreter\n```python\nprint(df["revenue_u'):
-        guard.feed(token)
+    guard = _guard(["what is the mean revenue", "   region  revenue_usd\n0  north  12.5"],
+                   'interpreter\n```python\nprint(df["revenue_u')
     assert guard.allowed() is not None
 
 
 def test_no_quotation_runs_from_one_message_into_the_next() -> None:
-    guard = CopyGuard(TABLE, ["reverse abc", "def"], 0.05)
-    for token in TOK.encode(CODE + "abc"):
-        guard.feed(token)
+    guard = _guard(["reverse abc", "def"], CODE + "abc")
     allowed, _, _ = guard.allowed()
     assert all(b"d" not in (PIECES[i] or b"") for i in allowed)
 
