@@ -5,6 +5,7 @@ the remote status, files, one test per gateway error, and the CLI `exec`."""
 from __future__ import annotations
 
 import json
+import queue
 import threading
 import time
 from pathlib import Path
@@ -185,6 +186,31 @@ def test_kernel_start_refused(gateway):
     with pytest.raises(GatewayError, match="refused to start a kernel"):
         ex.start()
     ex.shutdown()
+
+
+class _ShutDownDuringKernelInfo:
+    """A kernel client whose first kernel_info request crosses a shutdown() from another thread (the page
+    closing while the background start waits for the kernel)."""
+
+    def __init__(self, executor: GatewayExecutor):
+        self.executor = executor
+        self.shell_channel, self.iopub_channel = queue.Queue(), queue.Queue()
+
+    def kernel_info(self) -> str:
+        self.executor.shutdown()
+        return "kernel-info-1"
+
+    def stop_channels(self) -> None:
+        pass
+
+
+def test_a_shutdown_while_the_kernel_starts_is_a_gateway_error():
+    # the start thread must end with a GatewayError (kept in start_error), not an AttributeError on the
+    # channels shutdown() dropped
+    ex = GatewayExecutor(f"http://127.0.0.1:{free_port()}", "token", CONFIG)
+    ex._kc = _ShutDownDuringKernelInfo(ex)
+    with pytest.raises(GatewayError, match="shut down while its kernel started"):
+        ex._wait_kernel_ready()
 
 
 def test_websocket_dropped_mid_execution_then_retry(gateway):

@@ -385,24 +385,31 @@ class GatewayExecutor:
         deadline = time.monotonic() + self.startup_timeout
         sent: set[str] = set()
         shell_ok = iopub_ok = False
+        kc = self._kc  # shutdown() from another thread drops self._kc while this waits
         while time.monotonic() < deadline:
-            sent.add(self._kc.kernel_info())
+            self._raise_if_closed()
+            sent.add(kc.kernel_info())
             until = min(deadline, time.monotonic() + 2.0)
             while time.monotonic() < until:
-                reply = self._get(self._kc.shell_channel, 0.05)
+                self._raise_if_closed()
+                reply = self._get(kc.shell_channel, 0.05)
                 if reply is not None and reply["parent_header"].get("msg_id") in sent:
                     shell_ok = True
-                while (note := self._get(self._kc.iopub_channel, 0.05)) is not None:
+                while (note := self._get(kc.iopub_channel, 0.05)) is not None:
                     if note["parent_header"].get("msg_id") in sent:
                         iopub_ok = True
                 if shell_ok and iopub_ok:
-                    self._drain(self._kc.iopub_channel)
+                    self._drain(kc.iopub_channel)
                     return
                 if self._router_finished():
                     raise GatewayError(f"the kernel gateway at {self.url} closed the kernel's websocket while it started")
         raise GatewayError(
             f"the gateway kernel did not answer within {self.startup_timeout:g} s (startup_timeout)"
         )
+
+    def _raise_if_closed(self) -> None:
+        if self._closed:  # shut down (its kernel stopped, its channels dropped) while this start waited
+            raise GatewayError("this gateway executor was shut down while its kernel started")
 
     @staticmethod
     def _get(channel: Any, timeout: float) -> dict[str, Any] | None:
