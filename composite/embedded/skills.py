@@ -363,7 +363,7 @@ def ex_random_shared_digits(rng: random.Random, split: str) -> Exchange:
     return data.random_exchange(rng, split, rng.random() < 0.5, s, a, b)
 
 
-TOOL_MAKERS = [(ex_weather_any, 0.3), (ex_time_place, 0.2), (ex_calc_words, 0.3), (ex_out_of_skill, 0.14),
+TOOL_MAKERS = [(ex_weather_any, 0.3), (ex_time_place, 0.2), (ex_calc_words, 0.3), (ex_out_of_skill, 0.2),
                (ex_random_shared_digits, 0.08)]
 
 # ---------------------------------------------------------------------------------------------------
@@ -397,7 +397,11 @@ ST_EN_VERB = {"sum": ["add up {l}", "total of {l}?", "sum up {l}", "add these to
               "sort_desc": ["sort {l} descending", "sort {l} from high to low", "reverse sort {l}", "sort {l} largest first",
                             "arrange {l} from biggest to smallest", "order {l} from the largest down", "rank {l} high to low"],
               "median": ["middle number of {l}", "median value of {l}?", "what's the median: {l}"],
-              "mean": ["average {l}", "avg of {l} pls", "mean {l}", "average out {l}"]}
+              "mean": ["average {l}", "avg of {l} pls", "mean {l}", "average out {l}"],
+              "mode": ["which value comes up the most in {l}", "most repeated number in {l}?", "what number appears most in {l}",
+                       "the value that occurs most often: {l}"],
+              "range": ["how far apart are the biggest and smallest of {l}", "gap between the max and min of {l}?",
+                        "difference between the highest and lowest in {l}"]}
 ST_ZH = _compose(["", "请", "帮我", "求一下"], ["算", "求", "计算"], ["{l}的{s}", "这组数{l}的{s}", "数据{l}的{s}"], ["", "。", "？", "是多少"]) + [
     "{l}，{s}是多少", "{l} 求{s}"]
 ST_ZH_VERB = {"sort": ["把{l}排序", "给{l}排个序", "把{l}从小到大排列", "{l}升序排列"], "sort_desc": ["把{l}从大到小排", "{l}降序排列"],
@@ -475,9 +479,11 @@ STR_OPS = {  # op: (English forms, Chinese forms, code template over {s}; "{c}"/
                "make {w} all lower case", "{w} in all lowercase", "no capitals: {w}"],
               ["把{w}变成小写", "{w}转小写", "{w}全部小写", "把{w}全部转成小写字母"], "print({s}.lower())"),
     "title": (["title case {w}", "capitalize every word of {w}", "make {w} title case", "capitalise each word in {w}",
-               "capitalize the first letter of each word in {w}", "format {w} like a headline", "{w} with capital initials"],
+               "capitalize the first letter of each word in {w}", "format {w} like a headline", "{w} with capital initials",
+               "{w} in title case", "give {w} a capital at the start of each word"],
               ["把{w}每个单词首字母大写", "{w}每个词首字母大写"], "print({s}.title())"),
-    "count": (["how many {c} in {w}", "count the letter {c} in {w}", "occurrences of {c} in {w}?", "number of {c}s in {w}"],
+    "count": (["how many {c} in {w}", "count the letter {c} in {w}", "occurrences of {c} in {w}?", "number of {c}s in {w}",
+               "how often does {c} occur in {w}", "tally the {c}s in {w}", "{c} count for {w}?", "how many times is {c} in {w}"],
               ["{w}里有几个{c}", "数一下{w}中{c}出现几次"], "print({s}.count({cq}))"),
     "vowels": (["count the vowels in {w}", "how many vowels does {w} have", "number of vowels in {w}", "vowel count of {w}"],
                ["{w}有几个元音字母", "数一下{w}里的元音"], "print(sum(ch in \"aeiouAEIOU\" for ch in {s}))"),
@@ -861,7 +867,7 @@ def ex_csv_any(rng: random.Random, split: str, table: tuple[str, list[str]] | No
 
 
 CODE_MAKERS = [(ex_stats_any, 0.2), (ex_string_any, 0.24), (ex_arith_words, 0.16), (ex_plot_function, 0.11),
-               (ex_chart, 0.18), (ex_csv_any, 0.17), (ex_out_of_skill, 0.13)]
+               (ex_chart, 0.18), (ex_csv_any, 0.17), (ex_out_of_skill, 0.18)]
 
 
 def contrast_exchanges(rng: random.Random, split: str) -> list[Exchange]:
