@@ -101,6 +101,18 @@ def test_output_and_chart_checks_are_strict_enough() -> None:
     assert not newcomer.answer_states("['name', 'age', 'score']", "columns: age, name, score")  # out of order
 
 
+def test_the_time_answer_is_judged_on_a_fixed_clock_not_the_hour_the_eval_runs() -> None:
+    # the real clock made the same model's figure change with the hour of the run
+    tokyo, london = (next(c for c in CASES if c.tool == "current_time" and c.args["timezone"] == zone)
+                     for zone in ("Asia/Tokyo", "Europe/London"))
+    _, obs, key = newcomer.reference_turn(tokyo)
+    shown = json.loads(obs)
+    assert shown["timezone"] == "Asia/Tokyo" and shown["datetime"].startswith("2026-06-15T")
+    assert shown["datetime"].endswith("+09:00") and key == shown["datetime"][11:16]
+    assert newcomer.reference_turn(london)[1].endswith('+01:00","weekday":"Monday"}')  # British Summer Time in June
+    assert newcomer.reference_turn(tokyo)[2] != newcomer.reference_turn(london)[2]  # not one time for every zone
+
+
 def test_skeleton_keeps_the_request_and_drops_the_values() -> None:
     assert skeleton("What is the weather like in Oslo today?", ["Oslo"]) == skeleton(
         "what is the weather like in Reykjavik today", ["Reykjavik"])

@@ -135,6 +135,18 @@ def weather_payload(city: str) -> dict[str, Any]:
             "description": WEATHER_WORDS[h % len(WEATHER_WORDS)], "wind_kmph": h % 30, "wind_direction": "NW"}
 
 
+def time_payload(zone: str) -> dict[str, str]:
+    """A fixed observation per zone, shaped like tools.builtin.current_time's return value: the clock is not
+    read, so an answer is judged on the same time in every run (the real clock made the figure depend on
+    the hour the eval ran)."""
+    from datetime import datetime, timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    minutes = zlib.crc32(zone.encode("utf-8")) % (24 * 60)
+    now = (datetime(2026, 6, 15, tzinfo=timezone.utc) + timedelta(minutes=minutes)).astimezone(ZoneInfo(zone))
+    return {"timezone": zone, "datetime": now.isoformat(), "weekday": now.strftime("%A")}
+
+
 def reference_turn(case: NewcomerCase) -> tuple[Any, str, str]:
     """(reference assistant message, its observation, the key value an answer must state); key "" = no answer check."""
     from ..messages import Message
@@ -146,10 +158,10 @@ def reference_turn(case: NewcomerCase) -> tuple[Any, str, str]:
         if case.tool == "get_weather":
             data = weather_payload(case.args["city_name"])
             return msg, render_value(data), f"{data['temperature_c']}°C"
-        result = call_tool(tool_registry(), case.tool, case.args)
-        obs = result.observation()
         if case.tool == "current_time":
-            return msg, obs, json.loads(obs)["datetime"][11:16]
+            data = time_payload(case.args["timezone"])
+            return msg, render_value(data), data["datetime"][11:16]
+        obs = call_tool(tool_registry(), case.tool, case.args).observation()
         return msg, obs, obs
     msg = Message("assistant", f"```python\n{case.ref_code}\n```", "interpreter")
     if case.output is None:
