@@ -150,7 +150,9 @@ def test_manager_gives_each_session_its_own_kernel_and_culls_idle_ones(gateway):
     manager = SandboxManager(CONFIG, gateway=(gateway.url, gateway.token))
     try:
         alice, bob = manager.get("alice"), manager.get("bob")
-        alice.execute("secret = 'alice'")
+        first = alice.execute("secret = 'alice'")
+        # a lost first request would wait out the 60 s timeout and still pass the NameError check below
+        assert first.status == "ok", first.message
         assert "NameError" in bob.execute("print(secret)").observation()
         assert alice.kernel_id != bob.kernel_id
         kernel_url = f"{gateway.url}/api/kernels/{alice.kernel_id}"
