@@ -28,6 +28,7 @@ __all__ = [
     "random_number_generator",
     "get_weather",
     "current_time",
+    "time_at",
     "calculator",
     "WeatherServiceError",
     "TimeZoneError",
@@ -303,11 +304,14 @@ def current_time(
         zone: Any = dt_timezone.utc if zone_name == "UTC" else ZoneInfo(zone_name)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise TimeZoneError(f"time zone {zone_name!r} has no data on this machine (install tzdata)") from exc
-    now = datetime.now(zone).replace(microsecond=0)
+    return time_at(zone_name, datetime.now(zone).replace(microsecond=0), place)
+
+
+def time_at(zone_name: str, now: datetime, place: str = "") -> dict[str, str]:
+    """current_time's result for the instant `now` (already in zone_name's time); the embedded model's
+    training data and its eval build their time observations with it, so they keep the tool's shape."""
     result = {"timezone": zone_name, "datetime": now.isoformat(), "weekday": now.strftime("%A")}
-    if place:
-        result = {"place": place, **result}
-    return result
+    return {"place": place, **result} if place else result
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -412,10 +412,12 @@ def ex_time(rng: random.Random, split: str) -> Exchange:
     call = Message("assistant", call_code("current_time", args), "current_time")
     from zoneinfo import ZoneInfo
 
+    from tools.builtin import time_at
+
     stamp = rng.randint(1_600_000_000, 2_000_000_000)
     zone = UTC if z == "UTC" else ZoneInfo(z)
     now = datetime.fromtimestamp(stamp, zone)
-    obs = _render({"timezone": z, "datetime": now.isoformat(), "weekday": now.strftime("%A")})
+    obs = _render(time_at(z, now))
     hhmm = now.strftime("%H:%M")
     day = now.strftime("%Y-%m-%d")
     if zh:

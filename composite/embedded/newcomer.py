@@ -136,15 +136,17 @@ def weather_payload(city: str) -> dict[str, Any]:
 
 
 def time_payload(zone: str) -> dict[str, str]:
-    """A fixed observation per zone, shaped like tools.builtin.current_time's return value: the clock is not
+    """A fixed observation per zone, tools.builtin.current_time's result at a fixed instant: the clock is not
     read, so an answer is judged on the same time in every run (the real clock made the figure depend on
     the hour the eval ran)."""
     from datetime import datetime, timedelta, timezone
     from zoneinfo import ZoneInfo
 
+    from tools.builtin import time_at
+
     minutes = zlib.crc32(zone.encode("utf-8")) % (24 * 60)
-    now = (datetime(2026, 6, 15, tzinfo=timezone.utc) + timedelta(minutes=minutes)).astimezone(ZoneInfo(zone))
-    return {"timezone": zone, "datetime": now.isoformat(), "weekday": now.strftime("%A")}
+    instant = datetime(2026, 6, 15, tzinfo=timezone.utc) + timedelta(minutes=minutes)
+    return time_at(zone, instant.astimezone(ZoneInfo(zone)))
 
 
 def reference_turn(case: NewcomerCase) -> tuple[Any, str, str]:

@@ -243,7 +243,7 @@ def _known_places() -> list[str]:
 def ex_time_place(rng: random.Random, split: str) -> Exchange:
     from zoneinfo import ZoneInfo
 
-    from tools.builtin import TimeZoneError, resolve_zone
+    from tools.builtin import TimeZoneError, resolve_zone, time_at
 
     zh = rng.random() < 0.3
     roll = rng.random()
@@ -267,10 +267,7 @@ def ex_time_place(rng: random.Random, split: str) -> Exchange:
                         "tool", "current_time", args, key=z)
     stamp = rng.randint(1_600_000_000, 2_000_000_000)
     now = datetime.fromtimestamp(stamp, UTC if zone == "UTC" else ZoneInfo(zone))
-    payload = {"timezone": zone, "datetime": now.isoformat(), "weekday": now.strftime("%A")}
-    if where:
-        payload = {"place": where, **payload}
-    obs = _render(payload)
+    obs = _render(time_at(zone, now, where))
     hhmm, day, wd = now.strftime("%H:%M"), now.strftime("%Y-%m-%d"), now.strftime("%A")
     label = f"{where} ({zone})" if where else zone
     answer = (f"{z}现在是{day} {hhmm}（{wd}）。" if zh else
