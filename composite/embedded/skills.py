@@ -139,7 +139,10 @@ W_EN = _compose(
      "Is it stormy in {c}?", "How windy is {c}?", "Is {c} warm enough for shorts?", "Is it chilly in {c} this evening?",
      "Will it be hot in {c}?", "Is the sun out in {c}?", "Is it cloudy in {c} now?", "Temperature of {c}, please.",
      "Is it nice out in {c}?", "What are the conditions like in {c} this afternoon?", "is it gonna rain over in {c}",
-     "Chance of rain in {c} tomorrow?", "Will there be showers in {c} later?", "Should I take an umbrella in {c}?"]
+     "Chance of rain in {c} tomorrow?", "Will there be showers in {c} later?", "Should I take an umbrella in {c}?",
+     # a request verb and filler before the place, which is not the place
+     "looking for the {c} forecast", "want the {c} weather report", "get me the {c} weather, thanks", "show the {c} forecast pls",
+     "pull up {c} weather", "checking the {c} weather, what's it doing?", "would love the {c} forecast", "requesting {c} weather"]
 W_ZH = _compose(["", "请问", "帮忙", "麻烦查下", "我想知道"], ["{c}"], ["天气", "的天气如何", "天气好吗", "气温多少", "今天冷吗", "会下雨吗", "天气咋样"],
                 ["", "？", "。", "呀", "啊？"]) + ["查{c}天气", "{c}今天啥天气", "明天去{c}，天气咋样", "{c}热不热"] + _compose(
     ["{c}"], ["", "今天", "现在", "晚上", "明早", "早上", "下午", "这几天", "周末"], ["气温高吗？", "有雨吗？", "会下雪吗？", "暖和吗？", "刮风吗？", "晴天吗？", "冷不冷",
@@ -384,7 +387,9 @@ ST_EN = _compose(["", "find the ", "whats the ", "what's the ", "get the ", "cal
                   "tell me the ", "i need the "], ["{s} of ", "{s} for ", "{s}: "], ["{l}", "these numbers {l}", "the list {l}", "my data {l}"],
                  ["", "?", " pls", " please", "."])
 ST_EN_VERB = {"sum": ["add up {l}", "total of {l}?", "sum up {l}", "add these together: {l}", "what do {l} add up to?",
-                      "sum the values {l}", "{l} added up", "add {l} together", "total up {l} for me"],
+                      "sum the values {l}", "{l} added up", "add {l} together", "total up {l} for me",
+                      "what's {l} all added together", "grand total of {l}", "add all of {l}", "combine {l} into one total",
+                      "what do these come to: {l}", "sum everything in {l}", "{l} - what's the total?"],
               "max": ["which is the largest: {l}", "biggest of {l}?", "pick the largest value from {l}", "the highest one in {l}?"],
               "min": ["which is the smallest: {l}", "lowest of {l}?", "pick the smallest value from {l}", "the lowest one in {l}?"],
               "count": ["how many numbers in {l}?", "count the values {l}", "how many values are there in {l}",
@@ -396,7 +401,8 @@ ST_EN_VERB = {"sum": ["add up {l}", "total of {l}?", "sum up {l}", "add these to
               "median": ["middle number of {l}", "median value of {l}?", "what's the median: {l}"],
               "mean": ["average {l}", "avg of {l} pls", "mean {l}", "average out {l}"],
               "mode": ["which value comes up the most in {l}", "most repeated number in {l}?", "what number appears most in {l}",
-                       "the value that occurs most often: {l}"],
+                       "the value that occurs most often: {l}", "which value repeats the most: {l}", "most frequent number in {l}?",
+                       "the number seen most often in {l}", "{l} - which one occurs the most?", "find the most common value in {l}"],
               "range": ["how far apart are the biggest and smallest of {l}", "gap between the max and min of {l}?",
                         "difference between the highest and lowest in {l}"]}
 ST_ZH = _compose(["", "请", "帮我", "求一下"], ["算", "求", "计算"], ["{l}的{s}", "这组数{l}的{s}", "数据{l}的{s}"], ["", "。", "？", "是多少"]) + [
@@ -466,7 +472,8 @@ def ex_stats_any(rng: random.Random, split: str, op: str | None = None, values: 
 STR_OPS = {  # op: (English forms, Chinese forms, code template over {s}; "{c}"/"{r}" for extra arguments)
     "len": (["how long is {w}", "length of {w}", "how many characters in {w}", "count the characters of {w}", "len {w}",
              "number of letters in {w}?", "character count of {w}", "char count for {w}", "{w} is how many characters long?"],
-            ["{w}有几个字符", "{w}的长度是多少", "数一下{w}有多少个字符"], "print(len({s}))"),
+            ["{w}有几个字符", "{w}的长度是多少", "数一下{w}有多少个字符", "{w}多长", "{w}的字符数", "{w} 长度", "求{w}的长度",
+             "{w}有多少个字母"], "print(len({s}))"),
     "reverse": (["reverse {w}", "{w} backwards", "flip {w}", "write {w} in reverse", "reverse the text {w} pls"],
                 ["把{w}倒过来", "反转{w}", "{w}倒序"], "print({s}[::-1])"),
     "upper": (["uppercase {w}", "{w} in capital letters", "make {w} upper case", "convert {w} to upper case", "caps {w}",
@@ -486,13 +493,16 @@ STR_OPS = {  # op: (English forms, Chinese forms, code template over {s}; "{c}"/
                ["{w}有几个元音字母", "数一下{w}里的元音"], "print(sum(ch in \"aeiouAEIOU\" for ch in {s}))"),
     "replace": (["replace {c} with {r} in {w}", "in {w}, change every {c} to {r}", "swap {c} for {r} in {w}",
                  "substitute {r} for {c} in {w}", "change {c} to {r} in {w}", "{w}: swap every {c} for {r}",
-                 "turn the {c}s in {w} into {r}", "in {w}, make every {c} a {r}", "{w} with each {c} replaced by {r}"],
+                 "turn the {c}s in {w} into {r}", "in {w}, make every {c} a {r}", "{w} with each {c} replaced by {r}",
+                 "swap all the {cs} in {w} for {r}", "{w}: make the {cs} into {r}", "in {w} turn the {cs} into {r}",
+                 "put {r} wherever {w} has {c}"],
                 ["把{w}里的{c}换成{r}", "将{w}中的{c}替换为{r}"], "print({s}.replace({cq}, {rq}))"),
     "split": (["split {w} into words", "break {w} into a list of words", "split {w} on spaces", "tokenize {w} by whitespace"],
               ["把{w}按空格分开", "把{w}拆成单词列表"], "print({s}.split())"),
     "words": (["how many words are in {w}", "word count of {w}", "count the words in {w}", "number of words in {w}?",
-               "{w} - how many words?", "how many words does {w} contain"],
-              ["{w}有几个单词", "数一下{w}的单词数"], "print(len({s}.split()))"),
+               "{w} - how many words?", "how many words does {w} contain", "tell me the number of words in {w}",
+               "count words: {w}", "{w} has how many words?", "words in {w}, how many?", "number of words for {w}"],
+              ["{w}有几个单词", "数一下{w}的单词数", "{w}一共几个词", "{w}的单词个数"], "print(len({s}.split()))"),
     "palindrome": (["is {w} a palindrome", "check if {w} is a palindrome", "palindrome check: {w}", "does {w} read the same backwards"],
                    ["{w}是回文吗", "判断{w}是不是回文"],
                    "s = {s}\nt = \"\".join(ch for ch in s.lower() if ch.isalnum())\nprint(t == t[::-1])"),
@@ -534,7 +544,8 @@ def ex_string_any(rng: random.Random, split: str, op: str | None = None, text: s
     quoted = _quote(rng, w, zh)
     if " " in w and quoted == w:
         quoted = f"'{w}'"
-    fields = {"w": quoted, "c": _quote(rng, c, zh) if rng.random() < 0.8 else c, "r": _quote(rng, r, zh)}
+    fields = {"w": quoted, "c": _quote(rng, c, zh) if rng.random() < 0.8 else c, "r": _quote(rng, r, zh),
+              "cs": c + "'s" if len(c) == 1 and rng.random() < 0.6 else _quote(rng, c, zh)}
     q = _pick(rng, cn if zh else en, zh).format(**fields)
     if not zh and rng.random() < 0.55:
         q = q[0].upper() + q[1:]
