@@ -14,8 +14,9 @@ from tests.browser.ui import SHOTS, shoot
 
 def pytest_collection_modifyitems(items):
     # A real browser against a real server on 2 shared cores: a step can miss its wait when the
-    # machine is loaded. Each browser test gets one retry (pytest-rerunfailures); a rerun is listed
-    # in the summary ("R"), so a test that needs it is visible, and a real bug fails twice.
+    # machine is loaded. Each browser test gets one retry (pytest-rerunfailures); a rerun is an "R" in
+    # the progress line and is named in the rerun summary (-rR in pytest.ini), so a test that needs it
+    # is visible, and a real bug fails twice.
     for item in items:
         if "tests/browser/" in str(item.fspath).replace(os.sep, "/"):
             item.add_marker(pytest.mark.flaky(reruns=1, reruns_delay=2))
