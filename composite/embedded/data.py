@@ -400,6 +400,17 @@ def ex_weather(rng: random.Random, split: str, asked: tuple[str, str, bool] | No
                     "tool", "get_weather", args, key=f"{t}°C")
 
 
+def random_time(rng: random.Random, zone: str, place: str = "") -> tuple[datetime, str]:
+    """A random instant in `zone` (an IANA name or "UTC") and current_time's observation of it."""
+    from zoneinfo import ZoneInfo
+
+    from tools.builtin import time_at
+
+    stamp = rng.randint(1_600_000_000, 2_000_000_000)
+    now = datetime.fromtimestamp(stamp, UTC if zone == "UTC" else ZoneInfo(zone))
+    return now, _render(time_at(zone, now, place))
+
+
 def ex_time(rng: random.Random, split: str) -> Exchange:
     zh = _zh(rng)
     if rng.random() < 0.2:
@@ -410,14 +421,7 @@ def ex_time(rng: random.Random, split: str) -> Exchange:
         q = pick(rng, split, TIME_Q_ZH if zh else TIME_Q_EN, 1, extra_forms("time_zh" if zh else "time_en"), zh).format(z=z)
     args = {"timezone": z}
     call = Message("assistant", call_code("current_time", args), "current_time")
-    from zoneinfo import ZoneInfo
-
-    from tools.builtin import time_at
-
-    stamp = rng.randint(1_600_000_000, 2_000_000_000)
-    zone = UTC if z == "UTC" else ZoneInfo(z)
-    now = datetime.fromtimestamp(stamp, zone)
-    obs = _render(time_at(z, now))
+    now, obs = random_time(rng, z)
     hhmm = now.strftime("%H:%M")
     day = now.strftime("%Y-%m-%d")
     if zh:

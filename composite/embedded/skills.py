@@ -10,14 +10,13 @@ import json
 import random
 import re
 import statistics
-from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 from ..messages import Message
 from ..prompts import with_uploads
 from . import data
-from .data import Exchange, _code_exchange, _render, _run, call_code, number
+from .data import Exchange, _code_exchange, _run, call_code, number
 
 __all__ = ["CODE_MAKERS", "TOOL_MAKERS", "all_templates", "place"]
 
@@ -244,9 +243,7 @@ def _known_places() -> list[str]:
 
 
 def ex_time_place(rng: random.Random, split: str) -> Exchange:
-    from zoneinfo import ZoneInfo
-
-    from tools.builtin import TimeZoneError, resolve_zone, time_at
+    from tools.builtin import TimeZoneError, resolve_zone
 
     zh = rng.random() < 0.3
     roll = rng.random()
@@ -268,9 +265,7 @@ def ex_time_place(rng: random.Random, split: str) -> Exchange:
                   f"I don't know a place or time zone called {z}. Please give a city or an IANA name such as Europe/Paris.")
         return Exchange([Message("user", q), call, Message("observation", obs), Message("assistant", answer)],
                         "tool", "current_time", args, key=z)
-    stamp = rng.randint(1_600_000_000, 2_000_000_000)
-    now = datetime.fromtimestamp(stamp, UTC if zone == "UTC" else ZoneInfo(zone))
-    obs = _render(time_at(zone, now, where))
+    now, obs = data.random_time(rng, zone, where)
     hhmm, day, wd = now.strftime("%H:%M"), now.strftime("%Y-%m-%d"), now.strftime("%A")
     label = f"{where} ({zone})" if where else zone
     answer = (f"{z}现在是{day} {hhmm}（{wd}）。" if zh else
