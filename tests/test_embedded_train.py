@@ -143,6 +143,18 @@ def test_string_questions_never_use_their_held_out_phrasing() -> None:
         assert not any(question.startswith(h) or (" " + h) in question for h in held)
 
 
+def test_the_interpreters_string_forms_are_no_near_copy_of_a_held_out_phrasing() -> None:
+    from composite.embedded import skills
+
+    def plain(form: str) -> str:  # as a reader compares them: case, quotes and punctuation do not count
+        return re.sub(r"""['"“”‘’?.,:!]""", " ", form.lower())
+
+    for op, (english, _, _) in skills.STR_OPS.items():
+        if op in data.STR_Q_HELDOUT:
+            forms = [plain(f) for f in english]
+            assert phrasing.far_from(forms, [plain(data.STR_Q_HELDOUT[op])], zh=False) == forms, op
+
+
 def test_near_copies_of_held_out_phrasings_are_dropped() -> None:
     held = ["With seed {s}, roll a number from {a} to {b}."]
     forms = ["With seed {s}, pick a number from {a} to {b}.",  # one word swapped: a near copy
@@ -215,7 +227,8 @@ def test_contrast_conversations_ask_other_operations_of_the_same_data() -> None:
             question = conv.exchanges[codes.index(plain[0])].messages[0].content
             numbers = re.findall(r"\d+(?:\.\d+)?", plain[0])
             assert re.search(r"[\u4e00-\u9fff]", question) and all(n in question for n in numbers), question
-            shared = [{", ".join(numbers)} if code == plain[0] else set(re.findall(r"data = \[([^\]]*)\]", code))
+            written = [str(float(n)) if "." in n else n for n in numbers]  # "9.10" is listed as 9.1
+            shared = [{", ".join(written)} if code == plain[0] else set(re.findall(r"data = \[([^\]]*)\]", code))
                       for code in codes]
         else:  # the list (data = [...]) or the string (a string literal)
             kind = "list or string"

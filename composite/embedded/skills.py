@@ -479,10 +479,14 @@ STR_OPS = {  # op: (English forms, Chinese forms, code template over {s}; "{c}"/
               ["把{w}变成小写", "{w}转小写", "{w}全部小写", "把{w}全部转成小写字母"], "print({s}.lower())"),
     "title": (["title case {w}", "capitalize every word of {w}", "make {w} title case", "capitalise each word in {w}",
                "capitalize the first letter of each word in {w}", "format {w} like a headline", "{w} with capital initials",
-               "{w} in title case", "give {w} a capital at the start of each word"],
-              ["把{w}每个单词首字母大写", "{w}每个词首字母大写"], "print({s}.title())"),
+               "{w} in title case", "give {w} a capital at the start of each word", "put {w} in title case",
+               "turn {w} into title case", "capitalize each word: {w}", "{w} with every word capitalized"],
+              ["把{w}每个单词首字母大写", "{w}每个词首字母大写", "把{w}转成标题格式", "{w}的每个单词首字母变大写"],
+              "print({s}.title())"),
     "count": (["how many {c} in {w}", "count the letter {c} in {w}", "occurrences of {c} in {w}?", "number of {c}s in {w}",
-               "how often does {c} occur in {w}", "tally the {c}s in {w}", "{c} count for {w}?", "how many times is {c} in {w}"],
+               "how often does {c} occur in {w}", "tally the {c}s in {w}", "{c} count for {w}?", "how many times is {c} in {w}",
+               "count the {cs} in {w}", "count {c} in {w}", "in {w}, count the {cs}", "how many {cs} does {w} have",
+               "how many times does {c} appear in {w}"],
               ["{w}里有几个{c}", "数一下{w}中{c}出现几次"], "print({s}.count({cq}))"),
     "vowels": (["count the vowels in {w}", "how many vowels does {w} have", "number of vowels in {w}", "vowel count of {w}"],
                ["{w}有几个元音字母", "数一下{w}里的元音"], "print(sum(ch in \"aeiouAEIOU\" for ch in {s}))"),
@@ -502,6 +506,8 @@ STR_OPS = {  # op: (English forms, Chinese forms, code template over {s}; "{c}"/
                    ["{w}是回文吗", "判断{w}是不是回文"],
                    "s = {s}\nt = \"\".join(ch for ch in s.lower() if ch.isalnum())\nprint(t == t[::-1])"),
 }
+# string operations a small model confuses: the request's words are all that tell them apart
+LOOKALIKE_STR_OPS = [["count", "len", "replace", "vowels"], ["title", "upper", "lower"]]
 PALINDROMES = ["level", "racecar", "noon", "madam", "refer", "rotor", "civic", "kayak", "radar", "stats", "tenet", "wow"]
 
 
@@ -903,7 +909,10 @@ def contrast_exchanges(rng: random.Random, split: str) -> list[Exchange]:
         return asks
     if roll < 0.7:
         text = _text(rng, split, "words")
-        ops = rng.sample([o for o in STR_OPS if o != "palindrome"], k)
+        pool = [o for o in STR_OPS if o != "palindrome"]
+        if rng.random() < 0.5:  # look-alike asks side by side (count a letter / length / replace it; title / upper / lower)
+            pool = rng.choice(LOOKALIKE_STR_OPS)
+        ops = rng.sample(pool, min(k, len(pool)))
         return [ex_string_any(rng, split, op, text) for op in ops]
     zh = rng.random() < 0.2
     if roll < 0.82:  # several functions over the same stated range
