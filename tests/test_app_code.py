@@ -14,6 +14,8 @@ from composite.messages import Message
 from composite.prompts import system_prompt
 
 ROOT = Path(__file__).resolve().parent.parent
+# the page starts its sandbox on a background thread: a thread that dies with an exception fails the test
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 
 
 @pytest.fixture

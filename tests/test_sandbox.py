@@ -790,3 +790,23 @@ def test_interrupt_from_another_thread(sb):
     assert result.status == "interrupted" and "KeyboardInterrupt" in result.message
     assert result.duration < 5
     assert_usable(sb)
+
+
+def test_a_background_start_without_jupyter_client_fails_with_a_clear_error(monkeypatch):
+    """start_async() imports jupyter_client on the caller's thread (not racing it from the start thread);
+    when it does not import, wait_ready() raises a SandboxError that says what is missing, and no thread dies
+    with a bare ImportError."""
+    from composite.sandbox import kernel
+
+    kernel._make_kernel_manager_class.cache_clear()
+    monkeypatch.setitem(sys.modules, "jupyter_client", None)  # `import jupyter_client` raises ImportError
+    threads_before = {t.name for t in threading.enumerate()}
+    sandbox = Sandbox(config=cfg())
+    try:
+        sandbox.start_async()
+        assert "composite-sandbox-start" not in {t.name for t in threading.enumerate()} - threads_before
+        with pytest.raises(SandboxError, match="jupyter_client.*requirements.txt"):
+            sandbox.wait_ready(5)
+    finally:
+        sandbox.shutdown()
+        kernel._make_kernel_manager_class.cache_clear()  # the next sandbox imports the real one

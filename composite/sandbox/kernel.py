@@ -80,9 +80,25 @@ _MiB = 2**20
 _LARGE_FRAME = 2 * _MiB  # stream messages bigger than this are decoded only as far as we keep
 
 
-@functools.lru_cache(maxsize=1)
+_import_lock = threading.Lock()
+
+
 def _kernel_manager_class() -> type:
-    from jupyter_client import KernelManager
+    """The sandbox's KernelManager class. Its first call imports jupyter_client, one thread at a time:
+    a page's background start importing it while another thread imports part of the same packages once
+    saw a half-initialised package ("cannot import name 'KernelManager'"). start_async() calls it on the
+    caller's thread, before the start thread exists."""
+    with _import_lock:
+        return _make_kernel_manager_class()
+
+
+@functools.lru_cache(maxsize=1)
+def _make_kernel_manager_class() -> type:
+    try:
+        from jupyter_client import KernelManager
+    except ImportError as exc:
+        raise SandboxError(f"the sandbox needs jupyter_client, which does not import here ({exc}); "
+                           "install requirements.txt") from exc
 
     class SandboxKernelManager(KernelManager):
         """A KernelManager whose kernel command is the sandbox's (bubblewrap + bootstrap)."""
@@ -365,6 +381,11 @@ class Sandbox:
         if thread is not None and thread.is_alive():
             return
         self._start_error = None
+        try:
+            _kernel_manager_class()  # import on this thread, not racing the caller's own imports
+        except SandboxError as exc:
+            self._start_error = exc  # raised again by wait_ready(), as a failed background start would be
+            return
         self._start_thread = threading.Thread(
             target=self._start_in_background, name="composite-sandbox-start", daemon=True
         )
@@ -917,8 +938,6 @@ class Sandbox:
         return msg["header"]["msg_id"]
 
     def _collect(self, state: _RunState, collector: OutputCollector, timeout: float) -> Iterator[Output]:
-        import zmq
-
         grace = self.config.interrupt_grace
         while True:
             now = time.monotonic()
